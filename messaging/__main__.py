@@ -1,0 +1,5 @@
+import sys
+
+from messaging.cli import main
+
+sys.exit(main())

@@ -1,0 +1,188 @@
+"""The `messaging` command: serve, migrate, import-roster, token, and `dev` (what `make run` runs).
+
+Configuration comes from `MESSAGING_*` environment variables (see README); a wrong value stops
+the command with the variable's name and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+import structlog
+
+from messaging import config, logconfig
+from messaging.errors import MessagingError, RosterInvalid
+
+log = structlog.get_logger("messaging.cli")
+
+DEMO_ROSTER = Path(__file__).with_name("demo_roster.json")
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    settings = config.load()
+    logconfig.configure(settings.log_format)
+    return settings
+
+
+def serve(settings: config.Settings, host: str | None = None, port: int | None = None) -> None:
+    import uvicorn
+
+    from messaging.gateway.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=host or settings.host,
+            port=settings.port if port is None else port,
+            ws="websockets-sansio",
+            ws_max_size=settings.limits.max_frame_bytes,
+            ws_per_message_deflate=False,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.timeouts.drain_s),
+            proxy_headers=True,
+        )
+    )
+    server.run()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    serve(_settings(args), args.host, args.port)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    import os
+
+    from messaging.store.pool import migrate
+
+    # Only the database is needed here: the owner's DSN to apply, the service's to grant.
+    app_dsn = os.environ.get("MESSAGING_DATABASE_URL", "")
+    owner_dsn = os.environ.get("MESSAGING_MIGRATE_DATABASE_URL") or app_dsn
+    if not owner_dsn:
+        raise config.ConfigError("MESSAGING_MIGRATE_DATABASE_URL or MESSAGING_DATABASE_URL is needed")
+    logconfig.configure(os.environ.get("MESSAGING_LOG_FORMAT", "auto"))
+    asyncio.run(migrate(owner_dsn, urlparse(app_dsn).username if app_dsn else None))
+    print("schema applied")
+    return 0
+
+
+async def _import(settings: config.Settings, doc: object) -> None:
+    from messaging.store.pool import create_pool
+    from messaging.store.roster import import_roster
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        result = await import_roster(pool, doc)
+    finally:
+        await pool.close()
+    print(
+        f"imported {result.schools} schools, {result.groups} groups, {result.staff} staff, "
+        f"{result.students} students, {result.parents} parents; "
+        f"{len(result.deactivated_users)} users deactivated"
+    )
+    if result.deactivated_users:
+        from messaging.bus.base import user_channel
+        from messaging.bus.hub import close_envelope
+        from messaging.errors import CloseCode
+
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            env = close_envelope(CloseCode.REVOKED)
+            for user in result.deactivated_users:
+                await client.publish(user_channel(user), env)
+        except Exception:
+            print("warning: Redis unreachable; deactivated users' open sockets stay open until "
+                  "they reconnect", file=sys.stderr)
+        finally:
+            await client.aclose()
+
+
+def cmd_import_roster(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        doc = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_import(settings, doc))
+    except RosterInvalid as exc:
+        print(f"roster refused, nothing applied ({len(exc.problems)} problems):", file=sys.stderr)
+        for path, message in exc.problems:
+            print(f"  {path}: {message}", file=sys.stderr)
+        return 1
+    except MessagingError as exc:
+        print(f"roster import failed: {exc.code.value}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from messaging.gateway.auth import mint_token
+
+    import os
+
+    # Only the signing secret is needed: the one configured, else the local development one
+    # that `make run` generated under .data/.
+    secret = os.environ.get("MESSAGING_JWT_SECRET") or config.local_jwt_secret(
+        config.DEFAULT_DATA_DIR
+    )
+    print(mint_token(secret, args.user, ttl_s=args.ttl))
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from messaging.dev import run_dev
+
+    return run_dev(Path(args.data_dir), port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="messaging", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run one gateway process (HTTP API and WebSocket)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("migrate", help="apply schema.sql (idempotent)")
+    p.set_defaults(func=cmd_migrate)
+    p = sub.add_parser("import-roster", help="load a roster document (JSON)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_import_roster)
+    p = sub.add_parser("token", help="print a signed token for a user (HS256 secret needed)")
+    p.add_argument("user")
+    p.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")
+    p.set_defaults(func=cmd_token)
+    p = sub.add_parser(
+        "dev", help="local Postgres and Redis under .data/, demo school, serve (make run)"
+    )
+    p.add_argument("--data-dir", default=".data")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except config.ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

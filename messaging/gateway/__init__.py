@@ -1,0 +1,1 @@
+"""The gateway: Starlette app, WebSocket sessions, HTTP API, health and metrics."""

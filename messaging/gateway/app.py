@@ -1,0 +1,121 @@
+"""The Starlette application: `create_app(settings)` builds everything in its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from messaging.bus.hub import Hub
+from messaging.bus.redis import RedisBus
+from messaging.config import Settings
+from messaging.gateway import api, health, socket
+from messaging.gateway.auth import TokenVerifier
+from messaging.gateway.metrics import Metrics
+from messaging.gateway.services import Services
+from messaging.protocol.frames import resync
+from messaging.store.batcher import AppendBatcher
+from messaging.store.pool import create_pool
+
+log = structlog.get_logger(__name__)
+
+
+def _verifier(settings: Settings) -> TokenVerifier:
+    keys = settings.jwt_public_keys_file.read_bytes() if settings.jwt_public_keys_file else None
+    return TokenVerifier(hs256_secret=settings.jwt_secret, public_keys_pem=keys)
+
+
+def _supervise(task: asyncio.Task[None], name: str) -> None:
+    """A background task that dies takes the process down loudly, never silently."""
+
+    def done(t: asyncio.Task[None]) -> None:
+        if t.cancelled():
+            return
+        exc = t.exception()
+        log.critical("background_task_died", task=name, error=repr(exc))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    task.add_done_callback(done)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics = Metrics()
+    pool = await create_pool(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    hub = Hub()
+
+    def on_interrupted() -> None:
+        metrics.redis_reconnects.inc()
+        hub.deliver_local(resync(None))
+
+    bus = RedisBus(
+        settings.redis_url, hub.on_message, on_interrupted,
+        retry_max_s=settings.timeouts.redis_retry_max_s,
+    )
+    hub.bus = bus
+    services: Services
+
+    def on_commit(events: list) -> None:  # type: ignore[type-arg]
+        services.publish_events(events)
+
+    def observe(size: int, _seconds: float) -> None:
+        metrics.batch_size.observe(size)
+
+    batcher = AppendBatcher(pool, on_commit, max_batch=settings.limits.batch_max, observe=observe)
+    services = Services(
+        settings=settings, pool=pool, hub=hub, bus=bus, batcher=batcher,
+        verifier=_verifier(settings), metrics=metrics,
+    )
+    app.state.services = services
+    tasks = [asyncio.create_task(bus.run()), asyncio.create_task(batcher.run())]
+    for task, name in zip(tasks, ("bus", "batcher"), strict=True):
+        _supervise(task, name)
+    log.info("gateway_started", gateway=services.gateway_id)
+    try:
+        yield
+    finally:
+        services.draining = True
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await bus.aclose()
+        await pool.close()
+        log.info("gateway_stopped", gateway=services.gateway_id)
+
+
+INDEX = """<!doctype html><html lang="fr"><meta charset="utf-8">
+<title>Messagerie école-famille</title>
+<body style="font-family: system-ui; max-width: 40rem; margin: 3rem auto">
+<h1>Messagerie école-famille</h1>
+<p>Le service est en marche. L'API est décrite dans <code>docs/protocol.md</code>.</p>
+<p lang="en">The service is running. The API is described in <code>docs/protocol.md</code>.</p>
+</body></html>"""
+
+
+async def index(request: Request) -> Response:
+    return HTMLResponse(INDEX)
+
+
+def create_app(settings: Settings) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            WebSocketRoute("/ws", socket.endpoint),
+            *health.routes,
+            *api.routes,
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app

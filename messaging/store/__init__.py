@@ -1,0 +1,1 @@
+"""Postgres: the source of truth. asyncpg is imported here and nowhere else."""

@@ -1,0 +1,323 @@
+"""The append-only event log: appending under the conversation's row lock, and reading it back.
+
+Appending is one mechanism for every kind of event: `append_batch` runs inside a transaction the
+caller owns, locks the conversations involved (in id order, so concurrent batches never
+deadlock), loads the facts each item's rule needs, asks the rule, and inserts the accepted items
+with consecutive seqs. Seqs therefore have no gaps and no reordering; a rule's refusal costs the
+other items of the batch nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from messaging.domain.authz import Denial
+from messaging.domain.models import ConvFacts, ConvKind, TargetFacts
+from messaging.errors import ErrorCode
+
+Rule = Callable[[ConvFacts, TargetFacts | None], Denial | None]
+
+REDACTING_KINDS = ("deleted", "removed")
+
+
+@dataclass(slots=True)
+class Append:
+    """One event to append. `rule` decides, from the facts under lock, whether it may be."""
+
+    conv: str
+    actor: str
+    kind: str
+    rule: Rule
+    body: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    target: int | None = None
+    cid: str | None = None
+    # the conversation's lock state after this event (lock/unlock), None: unchanged
+    sets_locked: bool | None = None
+    # the connection whose request this is: it gets an `ok`, not the event
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """A committed event, and who is to be told of it."""
+
+    conv: str
+    seq: int
+    ts: datetime
+    kind: str
+    actor: str
+    body: str | None
+    data: dict[str, Any]
+    target: int | None
+    cid: str | None
+    recipients: tuple[str, ...]
+    conv_kind: ConvKind
+    owner: str | None
+    origin: str | None = None
+    # true when `cid` had already been stored: nothing new was appended
+    duplicate: bool = False
+
+
+Outcome = Appended | Denial
+
+
+async def append_batch(conn: asyncpg.Connection, items: Sequence[Append]) -> list[Outcome]:
+    """Append `items` in order inside the caller's transaction; one outcome per item."""
+    conv_ids = sorted({i.conv for i in items})
+    facts = await lock_conversations(conn, conv_ids)
+    stored_cids = await _stored_cids(conn, [i for i in items if i.cid is not None])
+    targets = await _targets(conn, [i for i in items if i.target is not None])
+    outcomes: list[Outcome] = []
+    rows: list[tuple[Any, ...]] = []
+    for item in items:
+        outcome = _decide(item, facts, stored_cids, targets)
+        outcomes.append(outcome)
+        if isinstance(outcome, Appended) and not outcome.duplicate:
+            rows.append(
+                (item.conv, outcome.seq, item.kind, item.actor, item.body, item.data,
+                 item.target, item.cid)
+            )
+    if rows:
+        stamped = await conn.fetch(
+            """INSERT INTO events (conv, seq, kind, actor, body, data, target, cid)
+               SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],
+                                    $5::text[], $6::jsonb[], $7::bigint[], $8::text[])
+               RETURNING conv, seq, ts""",
+            *map(list, zip(*rows, strict=True)),
+        )
+        ts_of = {(r["conv"], r["seq"]): r["ts"] for r in stamped}
+        outcomes = [
+            replace(o, ts=ts_of.get((o.conv, o.seq), o.ts)) if isinstance(o, Appended) else o
+            for o in outcomes
+        ]
+        changed = [f for f in facts.values() if f.id in {r[0] for r in rows}]
+        await conn.execute(
+            """UPDATE conversations c SET last_seq = v.last_seq, locked = v.locked
+               FROM unnest($1::text[], $2::bigint[], $3::boolean[]) AS v(id, last_seq, locked)
+               WHERE c.id = v.id""",
+            [f.id for f in changed],
+            [f.last_seq for f in changed],
+            [f.locked for f in changed],
+        )
+    return outcomes
+
+
+_EPOCH = datetime.fromtimestamp(0).astimezone()
+
+
+def _decide(
+    item: Append,
+    facts: dict[str, ConvFacts],
+    stored_cids: dict[tuple[str, str, str], tuple[int, datetime, str | None]],
+    targets: dict[tuple[str, int], TargetFacts],
+) -> Outcome:
+    conv = facts.get(item.conv)
+    if conv is None:
+        return Denial(ErrorCode.NOT_FOUND, "not_found")
+    target = targets.get((item.conv, item.target)) if item.target is not None else None
+    denial = item.rule(conv, target)
+    if denial is not None:
+        return denial
+    if item.cid is not None:
+        key = (item.conv, item.actor, item.cid)
+        if key in stored_cids:
+            seq, ts, body = stored_cids[key]
+            if body != item.body:
+                return Denial(ErrorCode.CONFLICT, "cid_reused")
+            return _appended(item, conv, seq, ts, duplicate=True)
+    seq = conv.last_seq + 1
+    locked = conv.locked if item.sets_locked is None else item.sets_locked
+    conv = replace(conv, last_seq=seq, locked=locked)
+    facts[item.conv] = conv
+    if item.cid is not None:
+        stored_cids[(item.conv, item.actor, item.cid)] = (seq, _EPOCH, item.body)
+    if item.target is not None and item.kind in REDACTING_KINDS and target is not None:
+        targets[(item.conv, item.target)] = replace(target, redacted=True)
+    return _appended(item, conv, seq, _EPOCH)
+
+
+def _appended(
+    item: Append, conv: ConvFacts, seq: int, ts: datetime, *, duplicate: bool = False
+) -> Appended:
+    return Appended(
+        conv=item.conv,
+        seq=seq,
+        ts=ts,
+        kind=item.kind,
+        actor=item.actor,
+        body=item.body,
+        data=item.data,
+        target=item.target,
+        cid=item.cid,
+        recipients=tuple(sorted(conv.members | {item.actor})),
+        conv_kind=conv.kind,
+        owner=conv.owner,
+        origin=item.origin,
+        duplicate=duplicate,
+    )
+
+
+async def lock_conversations(
+    conn: asyncpg.Connection, conv_ids: list[str]
+) -> dict[str, ConvFacts]:
+    rows = await conn.fetch(
+        """SELECT id, school, kind, locked, last_seq, owner FROM conversations
+           WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE""",
+        conv_ids,
+    )
+    members = await conn.fetch(
+        "SELECT conv, user_id FROM members WHERE conv = ANY($1::text[]) AND left_at IS NULL",
+        conv_ids,
+    )
+    member_sets: dict[str, set[str]] = {}
+    for m in members:
+        member_sets.setdefault(m["conv"], set()).add(m["user_id"])
+    return {
+        r["id"]: ConvFacts(
+            id=r["id"],
+            school=r["school"],
+            kind=ConvKind(r["kind"]),
+            locked=r["locked"],
+            last_seq=r["last_seq"],
+            owner=r["owner"],
+            members=frozenset(member_sets.get(r["id"], ())),
+        )
+        for r in rows
+    }
+
+
+async def _stored_cids(
+    conn: asyncpg.Connection, items: list[Append]
+) -> dict[tuple[str, str, str], tuple[int, datetime, str | None]]:
+    if not items:
+        return {}
+    rows = await conn.fetch(
+        """SELECT e.conv, e.actor, e.cid, e.seq, e.ts, e.body FROM events e
+           JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(conv, actor, cid)
+             ON e.conv = k.conv AND e.actor = k.actor AND e.cid = k.cid""",
+        [i.conv for i in items],
+        [i.actor for i in items],
+        [i.cid for i in items],
+    )
+    return {(r["conv"], r["actor"], r["cid"]): (r["seq"], r["ts"], r["body"]) for r in rows}
+
+
+async def _targets(
+    conn: asyncpg.Connection, items: list[Append]
+) -> dict[tuple[str, int], TargetFacts]:
+    if not items:
+        return {}
+    rows = await conn.fetch(
+        """SELECT e.conv, e.seq, e.kind, e.actor,
+                  EXISTS (SELECT 1 FROM events r WHERE r.conv = e.conv AND r.target = e.seq
+                          AND r.kind IN ('deleted', 'removed')) AS redacted
+           FROM events e JOIN unnest($1::text[], $2::bigint[]) AS k(conv, seq)
+             ON e.conv = k.conv AND e.seq = k.seq""",
+        [i.conv for i in items],
+        [i.target for i in items],
+    )
+    return {
+        (r["conv"], r["seq"]): TargetFacts(r["seq"], r["kind"], r["actor"], r["redacted"])
+        for r in rows
+    }
+
+
+# Reading ----------------------------------------------------------------------------------------
+
+_EVENT_COLUMNS = """e.conv, e.seq, e.kind, e.actor, e.body, e.data, e.target, e.cid, e.ts,
+    (SELECT r.kind FROM events r WHERE r.conv = e.conv AND r.target = e.seq
+       AND r.kind IN ('deleted', 'removed') ORDER BY r.seq LIMIT 1) AS redacted_by"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    conv: str
+    seq: int
+    kind: str
+    actor: str
+    body: str | None
+    data: dict[str, Any]
+    target: int | None
+    cid: str | None
+    ts: datetime
+    # 'deleted' or 'removed' when a later event withdrew this message
+    redacted_by: str | None
+
+
+def _stored(rows: Sequence[asyncpg.Record]) -> list[StoredEvent]:
+    return [
+        StoredEvent(
+            r["conv"], r["seq"], r["kind"], r["actor"], r["body"], r["data"], r["target"],
+            r["cid"], r["ts"], r["redacted_by"],
+        )
+        for r in rows
+    ]
+
+
+async def read_range(
+    conn: asyncpg.Connection,
+    conv: str,
+    *,
+    after: int | None,
+    before: int | None,
+    limit: int,
+) -> tuple[list[StoredEvent], bool]:
+    """Events of `conv` in ascending seq between the bounds; with neither, the newest `limit`.
+
+    Returns the events and whether more lie beyond the page in the direction read.
+    """
+    if after is None and before is None:
+        rows = await conn.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.conv = $1"
+            " ORDER BY e.seq DESC LIMIT $2",
+            conv,
+            limit + 1,
+        )
+        more = len(rows) > limit
+        return _stored(list(reversed(rows[:limit]))), more
+    if after is not None:
+        rows = await conn.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.conv = $1 AND e.seq > $2"
+            " AND e.seq < $3 ORDER BY e.seq LIMIT $4",
+            conv,
+            after,
+            before if before is not None else 2**62,
+            limit + 1,
+        )
+        return _stored(rows[:limit]), len(rows) > limit
+    rows = await conn.fetch(
+        f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.conv = $1 AND e.seq < $2"
+        " ORDER BY e.seq DESC LIMIT $3",
+        conv,
+        before,
+        limit + 1,
+    )
+    return _stored(list(reversed(rows[:limit]))), len(rows) > limit
+
+
+async def read_since_many(
+    conn: asyncpg.Connection, user_id: str, since: Sequence[tuple[str, int]], limit: int
+) -> list[StoredEvent]:
+    """For a resuming client: the events after each given seq, of conversations it is a member
+    of, at most `limit` per conversation; one query however many conversations."""
+    if not since:
+        return []
+    rows = await conn.fetch(
+        f"""SELECT e.* FROM unnest($1::text[], $2::bigint[]) AS k(conv, after)
+            JOIN members m ON m.conv = k.conv AND m.user_id = $3 AND m.left_at IS NULL
+            CROSS JOIN LATERAL (
+                SELECT {_EVENT_COLUMNS} FROM events e
+                WHERE e.conv = k.conv AND e.seq > k.after ORDER BY e.seq LIMIT $4) e
+            ORDER BY e.conv, e.seq""",
+        [c for c, _ in since],
+        [s for _, s in since],
+        user_id,
+        limit,
+    )
+    return _stored(rows)
