@@ -92,10 +92,12 @@ async def _known_ids(conn: asyncpg.Connection) -> KnownIds:
     schools = await conn.fetch("SELECT id FROM schools")
     groups = await conn.fetch("SELECT id, school FROM class_groups")
     students = await conn.fetch("SELECT id, school FROM students")
+    users = await conn.fetch("SELECT id, kind FROM users")
     return KnownIds(
         schools=frozenset(r["id"] for r in schools),
         groups={r["id"]: r["school"] for r in groups},
         students={r["id"]: r["school"] for r in students},
+        users={r["id"]: UserKind(r["kind"]) for r in users},
     )
 
 
