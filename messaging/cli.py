@@ -67,7 +67,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     app_dsn = os.environ.get("MESSAGING_DATABASE_URL", "")
     owner_dsn = os.environ.get("MESSAGING_MIGRATE_DATABASE_URL") or app_dsn
     if not owner_dsn:
-        raise config.ConfigError("MESSAGING_MIGRATE_DATABASE_URL or MESSAGING_DATABASE_URL is needed")
+        raise config.ConfigError(
+            "MESSAGING_MIGRATE_DATABASE_URL or MESSAGING_DATABASE_URL is needed"
+        )
     logconfig.configure(os.environ.get("MESSAGING_LOG_FORMAT", "auto"))
     asyncio.run(migrate(owner_dsn, urlparse(app_dsn).username if app_dsn else None))
     print("schema applied")
@@ -89,11 +91,11 @@ async def _import(settings: config.Settings, doc: object) -> None:
         f"{len(result.deactivated_users)} users deactivated"
     )
     if result.deactivated_users:
+        import redis.asyncio as aioredis
+
         from messaging.bus.base import user_channel
         from messaging.bus.hub import close_envelope
         from messaging.errors import CloseCode
-
-        import redis.asyncio as aioredis
 
         client = aioredis.Redis.from_url(settings.redis_url)
         try:
@@ -101,8 +103,11 @@ async def _import(settings: config.Settings, doc: object) -> None:
             for user in result.deactivated_users:
                 await client.publish(user_channel(user), env)
         except Exception:
-            print("warning: Redis unreachable; deactivated users' open sockets stay open until "
-                  "they reconnect", file=sys.stderr)
+            print(
+                "warning: Redis unreachable; deactivated users' open sockets stay open until "
+                "they reconnect",
+                file=sys.stderr,
+            )
         finally:
             await client.aclose()
 
@@ -128,9 +133,9 @@ def cmd_import_roster(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from messaging.gateway.auth import mint_token
-
     import os
+
+    from messaging.gateway.auth import mint_token
 
     # Only the signing secret is needed: the one configured, else the local development one
     # that `make run` generated under .data/.
@@ -185,4 +190,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -13,7 +13,12 @@ import os
 from pathlib import Path
 
 from messaging import config, logconfig
-from messaging.devservices import ensure_server_packages, start_postgres, start_redis
+from messaging.devservices import (
+    dev_postgres_datadir,
+    ensure_server_packages,
+    start_postgres,
+    start_redis,
+)
 
 DEMO_ROSTER = Path(__file__).with_name("demo_roster.json")
 
@@ -38,7 +43,10 @@ def run_dev(data_dir: Path, *, port: int = 8000) -> int:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     ensure_server_packages()
-    pg = start_postgres(data_dir / "postgres", persistent=True)
+    pg_dir = dev_postgres_datadir(data_dir.parent)
+    if pg_dir.parent != data_dir:
+        print(f"Postgres data is kept in {pg_dir} (the postgres account cannot reach {data_dir})")
+    pg = start_postgres(pg_dir, persistent=True)
     try:
         redis = start_redis(data_dir / "redis", persistent=True)
         try:

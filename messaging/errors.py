@@ -72,9 +72,7 @@ class MessagingError(Exception):
     the client is in its language; `params` fill the text's placeholders.
     """
 
-    def __init__(
-        self, code: ErrorCode, reason: str | None = None, **params: Any
-    ) -> None:
+    def __init__(self, code: ErrorCode, reason: str | None = None, **params: Any) -> None:
         self.code = code
         self.reason = reason or code.value
         self.params = params

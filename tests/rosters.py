@@ -74,29 +74,66 @@ def make_school(*, parents_in_a: int = 0, **features: bool) -> SchoolIds:
         {"id": f"{p}-el-o", "school": other, "grade": 2, "groups": [], "name": "Jade Fictive"},
     ]
     parents = [
-        {"id": ids["parent"], "name": "Sam Fictif", "email": "sam@example.org", "locale": "fr",
-         "children": [f"{p}-el-a"]},
-        {"id": ids["parent_b"], "name": "Lou Fictive", "email": "lou@example.org",
-         "locale": "fr", "children": [f"{p}-el-b"]},
-        {"id": ids["parent_en"], "name": "Kim Fictional", "email": "kim@example.org",
-         "locale": "en", "children": [f"{p}-el-en"]},
-        {"id": ids["other_parent"], "name": "Max Fictif", "email": "max@example.org",
-         "locale": "fr", "children": [f"{p}-el-o"]},
+        {
+            "id": ids["parent"],
+            "name": "Sam Fictif",
+            "email": "sam@example.org",
+            "locale": "fr",
+            "children": [f"{p}-el-a"],
+        },
+        {
+            "id": ids["parent_b"],
+            "name": "Lou Fictive",
+            "email": "lou@example.org",
+            "locale": "fr",
+            "children": [f"{p}-el-b"],
+        },
+        {
+            "id": ids["parent_en"],
+            "name": "Kim Fictional",
+            "email": "kim@example.org",
+            "locale": "en",
+            "children": [f"{p}-el-en"],
+        },
+        {
+            "id": ids["other_parent"],
+            "name": "Max Fictif",
+            "email": "max@example.org",
+            "locale": "fr",
+            "children": [f"{p}-el-o"],
+        },
     ]
     for i in range(parents_in_a):
         students.append(
             {"id": f"{p}-el-x{i}", "school": school, "grade": 3, "groups": [ga], "name": f"É{i}"}
         )
         parents.append(
-            {"id": f"{p}-par-x{i}", "name": f"Parent {i}", "email": f"x{i}@example.org",
-             "locale": "fr", "children": [f"{p}-el-x{i}"]}
+            {
+                "id": f"{p}-par-x{i}",
+                "name": f"Parent {i}",
+                "email": f"x{i}@example.org",
+                "locale": "fr",
+                "children": [f"{p}-el-x{i}"],
+            }
         )
     doc = {
         "schools": [
-            {"id": school, "name": "École Fictive", "service_centre": "css-test",
-             "timezone": "America/Toronto", "features": feats, "closed_days": []},
-            {"id": other, "name": "École Autre", "service_centre": "css-test",
-             "timezone": "America/Toronto", "features": feats, "closed_days": []},
+            {
+                "id": school,
+                "name": "École Fictive",
+                "service_centre": "css-test",
+                "timezone": "America/Toronto",
+                "features": feats,
+                "closed_days": [],
+            },
+            {
+                "id": other,
+                "name": "École Autre",
+                "service_centre": "css-test",
+                "timezone": "America/Toronto",
+                "features": feats,
+                "closed_days": [],
+            },
         ],
         "groups": [
             {"id": ga, "school": school, "name": "3e A", "grade": 3},

@@ -37,13 +37,15 @@ class Socket(Protocol):
 def envelope(origin: str | None, frame: Mapping[str, Any]) -> bytes:
     """Encode a frame once for every recipient of it."""
     payload = EncodedFrame(frame).msgpack()
-    return msgpack.packb(
+    packed: bytes = msgpack.packb(
         [origin or "", FRAME, frame.get("conv"), frame.get("seq"), payload], use_bin_type=True
     )
+    return packed
 
 
 def close_envelope(code: CloseCode) -> bytes:
-    return msgpack.packb(["", CLOSE, None, None, int(code)], use_bin_type=True)
+    packed: bytes = msgpack.packb(["", CLOSE, None, None, int(code)], use_bin_type=True)
+    return packed
 
 
 class Hub:

@@ -93,7 +93,7 @@ class RedisBus:
                 backoff = min(backoff * 2, self._retry_max_s)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _serve(self, pubsub: aioredis.client.PubSub, *, resync: bool) -> None:
         channels = sorted(self._channels)

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from messaging.domain import authz
 from messaging.domain.models import Person
-from messaging.errors import HTTP_STATUS, ErrorCode, MessagingError, RosterInvalid
+from messaging.errors import HTTP_STATUS, CloseCode, ErrorCode, MessagingError, RosterInvalid
 from messaging.gateway.auth import bearer_token
 from messaging.gateway.events import from_stored
 from messaging.gateway.services import Services
@@ -27,7 +27,6 @@ from messaging.store import conversations as convs
 from messaging.store.log import read_range
 from messaging.store.pool import translated_errors
 from messaging.store.roster import import_roster, load_person
-from messaging.errors import CloseCode
 
 log = structlog.get_logger(__name__)
 

@@ -60,7 +60,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.deliver_local(resync(None))
 
     bus = RedisBus(
-        settings.redis_url, hub.on_message, on_interrupted,
+        settings.redis_url,
+        hub.on_message,
+        on_interrupted,
         retry_max_s=settings.timeouts.redis_retry_max_s,
     )
     hub.bus = bus
@@ -74,8 +76,13 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
     batcher = AppendBatcher(pool, on_commit, max_batch=settings.limits.batch_max, observe=observe)
     services = Services(
-        settings=settings, pool=pool, hub=hub, bus=bus, batcher=batcher,
-        verifier=_verifier(settings), metrics=metrics,
+        settings=settings,
+        pool=pool,
+        hub=hub,
+        bus=bus,
+        batcher=batcher,
+        verifier=_verifier(settings),
+        metrics=metrics,
     )
     app.state.services = services
     tasks = [asyncio.create_task(bus.run()), asyncio.create_task(batcher.run())]

@@ -52,15 +52,30 @@ def event_frame(
 
 def from_appended(ev: Appended) -> dict[str, Any]:
     return event_frame(
-        conv=ev.conv, seq=ev.seq, ts=ev.ts, kind=ev.kind, actor=ev.actor, body=ev.body,
-        data=ev.data, target=ev.target, cid=ev.cid,
+        conv=ev.conv,
+        seq=ev.seq,
+        ts=ev.ts,
+        kind=ev.kind,
+        actor=ev.actor,
+        body=ev.body,
+        data=ev.data,
+        target=ev.target,
+        cid=ev.cid,
     )
 
 
 def from_stored(ev: StoredEvent, viewer: str, conv_kind: ConvKind | None = None) -> dict[str, Any]:
     frame = event_frame(
-        conv=ev.conv, seq=ev.seq, ts=ev.ts, kind=ev.kind, actor=ev.actor, body=ev.body,
-        data=ev.data, target=ev.target, cid=ev.cid, redacted_by=ev.redacted_by,
+        conv=ev.conv,
+        seq=ev.seq,
+        ts=ev.ts,
+        kind=ev.kind,
+        actor=ev.actor,
+        body=ev.body,
+        data=ev.data,
+        target=ev.target,
+        cid=ev.cid,
+        redacted_by=ev.redacted_by,
     )
     return for_viewer(frame, viewer, conv_kind)
 

@@ -20,7 +20,7 @@ async def healthz(request: Request) -> Response:
 async def _postgres_ok(svc: Services) -> bool:
     try:
         async with asyncio.timeout(1.0), svc.pool.acquire() as db:
-            return await db.fetchval("SELECT 1") == 1
+            return bool(await db.fetchval("SELECT 1") == 1)
     except Exception:
         return False
 

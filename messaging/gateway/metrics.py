@@ -22,7 +22,9 @@ class Metrics:
             "messaging_errors_total", "Error replies sent, by code", ["code"], registry=r
         )
         self.closes = Counter(
-            "messaging_closes_total", "Connections closed by the server, by code", ["code"],
+            "messaging_closes_total",
+            "Connections closed by the server, by code",
+            ["code"],
             registry=r,
         )
         self.send_commit = Histogram(
@@ -32,14 +34,18 @@ class Metrics:
             registry=r,
         )
         self.batch_size = Histogram(
-            "messaging_append_batch_size", "Events appended per transaction",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r,
+            "messaging_append_batch_size",
+            "Events appended per transaction",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
         )
         self.redis_reconnects = Counter(
-            "messaging_redis_reconnects_total", "Times the Redis subscriber reconnected",
+            "messaging_redis_reconnects_total",
+            "Times the Redis subscriber reconnected",
             registry=r,
         )
         self.slow_consumers = Counter(
-            "messaging_slow_consumers_total", "Connections closed for not keeping up",
+            "messaging_slow_consumers_total",
+            "Connections closed for not keeping up",
             registry=r,
         )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +107,9 @@ def _post_rule(actor: str) -> Callable[[ConvFacts, TargetFacts | None], Denial |
     return rule
 
 
-def _reply_rule(actor: str, reply_to: int) -> Callable[[ConvFacts, TargetFacts | None], Denial | None]:
+def _reply_rule(
+    actor: str, reply_to: int
+) -> Callable[[ConvFacts, TargetFacts | None], Denial | None]:
     def rule(conv: ConvFacts, _target: TargetFacts | None) -> Denial | None:
         denial = authz.may_post(conv, actor)
         if denial is None and reply_to > conv.last_seq:
@@ -136,16 +138,17 @@ async def on_send(conn: Connection, f: frames.Send) -> None:
         conv=f.conv,
         actor=conn.user_id,
         kind="message",
-        rule=_post_rule(conn.user_id) if f.reply_to is None else _reply_rule(
-            conn.user_id, f.reply_to
-        ),
+        rule=_post_rule(conn.user_id)
+        if f.reply_to is None
+        else _reply_rule(conn.user_id, f.reply_to),
         body=f.body,
         data=data,
         cid=f.cid,
         origin=conn.conn_id,
     )
-    await _submit(conn, f.id, item, lambda ev: {"conv": ev.conv, "seq": ev.seq,
-                                                 "ts": frames.iso_utc(ev.ts)})
+    await _submit(
+        conn, f.id, item, lambda ev: {"conv": ev.conv, "seq": ev.seq, "ts": frames.iso_utc(ev.ts)}
+    )
 
 
 async def on_delete(conn: Connection, f: frames.Delete) -> None:
@@ -264,25 +267,38 @@ def _locked(conv: ConvFacts, _target: TargetFacts | None) -> Denial | None:
 
 async def on_lock(conn: Connection, f: frames.Lock) -> None:
     item = Append(
-        conv=f.conv, actor=conn.user_id, kind="locked", rule=_oversight_rule(conn, _not_locked),
-        data={"reason": f.reason} if f.reason else {}, sets_locked=True, origin=conn.conn_id,
+        conv=f.conv,
+        actor=conn.user_id,
+        kind="locked",
+        rule=_oversight_rule(conn, _not_locked),
+        data={"reason": f.reason} if f.reason else {},
+        sets_locked=True,
+        origin=conn.conn_id,
     )
     await _submit(conn, f.id, item, lambda ev: {"conv": ev.conv, "seq": ev.seq})
 
 
 async def on_unlock(conn: Connection, f: frames.Unlock) -> None:
     item = Append(
-        conv=f.conv, actor=conn.user_id, kind="unlocked", rule=_oversight_rule(conn, _locked),
-        sets_locked=False, origin=conn.conn_id,
+        conv=f.conv,
+        actor=conn.user_id,
+        kind="unlocked",
+        rule=_oversight_rule(conn, _locked),
+        sets_locked=False,
+        origin=conn.conn_id,
     )
     await _submit(conn, f.id, item, lambda ev: {"conv": ev.conv, "seq": ev.seq})
 
 
 async def on_moderate(conn: Connection, f: frames.Moderate) -> None:
     item = Append(
-        conv=f.conv, actor=conn.user_id, kind="removed",
-        rule=_oversight_rule(conn, _moderation_target), target=f.seq,
-        data={"reason": f.reason}, origin=conn.conn_id,
+        conv=f.conv,
+        actor=conn.user_id,
+        kind="removed",
+        rule=_oversight_rule(conn, _moderation_target),
+        target=f.seq,
+        data={"reason": f.reason},
+        origin=conn.conn_id,
     )
     await _submit(conn, f.id, item, lambda ev: {"conv": ev.conv, "seq": ev.seq})
 

@@ -24,7 +24,13 @@ from messaging.gateway.auth import bearer_token
 from messaging.gateway.services import Services
 from messaging.i18n import text
 from messaging.protocol import frames
-from messaging.protocol.codec import SUBPROTOCOLS, EncodedFrame, Encoding, decode, select_subprotocol
+from messaging.protocol.codec import (
+    SUBPROTOCOLS,
+    EncodedFrame,
+    Encoding,
+    decode,
+    select_subprotocol,
+)
 from messaging.protocol.ratelimit import FrameLimiter, TokenBucket, Verdict
 from messaging.store.pool import translated_errors
 from messaging.store.roster import load_person
@@ -233,7 +239,8 @@ class Connection:
     async def _ready(self) -> None:
         assert self.user is not None
         ready_frame, events, covered = await session.ready(self, self._resume)
-        self._held, held = None, self._held or []
+        held = self._held or []
+        self._held = None
         self.send_frame(ready_frame)
         for ev in events:
             self.send_frame(ev)
@@ -244,14 +251,13 @@ class Connection:
 
     async def _read_loop(self) -> None:
         while True:
+            decode_error: MessagingError | None = None
             try:
                 raw = await self._receive()
             except WebSocketDisconnect:
                 return
             except MessagingError as exc:  # undecodable frame: answered, connection kept
                 raw, decode_error = {}, exc
-            else:
-                decode_error = None
             request_id = raw.get("id") if type(raw.get("id")) is int else None
             if not self._admitted():
                 if self._close_code is not None:
@@ -279,9 +285,7 @@ class Connection:
     def _send_error(self, request_id: int | None, exc: MessagingError) -> None:
         locale = self.user.locale if self.user is not None else "fr"
         self.svc.metrics.errors.labels(code=exc.code.value).inc()
-        self.send_frame(
-            frames.error(request_id, exc.code, text(exc.reason, locale, **exc.params))
-        )
+        self.send_frame(frames.error(request_id, exc.code, text(exc.reason, locale, **exc.params)))
 
     def reply_error(self, request_id: int | None, exc: MessagingError) -> None:
         self._send_error(request_id, exc)

@@ -148,8 +148,9 @@ async def add_members(
             [(conv_id, u, _member_role(people[u])) for u in wanted],
         )
         items = [
-            Append(conv=conv_id, actor=actor.id, kind="member_added", rule=_accept,
-                   data={"user": u})
+            Append(
+                conv=conv_id, actor=actor.id, kind="member_added", rule=_accept, data={"user": u}
+            )
             for u in wanted
         ]
         return _only(await append_batch(conn, items))
@@ -166,20 +167,32 @@ async def leave(pool: asyncpg.Pool, actor_id: str, conv_id: str) -> list[Appende
         if denial is not None:
             _raise(denial)
         await conn.execute(
-            "UPDATE members SET left_at = now() WHERE conv = $1 AND user_id = $2", conv_id,
+            "UPDATE members SET left_at = now() WHERE conv = $1 AND user_id = $2",
+            conv_id,
             actor_id,
         )
         people = await load_people(conn, facts.members)
         items = [
-            Append(conv=conv_id, actor=actor_id, kind="member_removed", rule=_accept,
-                   data={"user": actor_id})
+            Append(
+                conv=conv_id,
+                actor=actor_id,
+                kind="member_removed",
+                rule=_accept,
+                data={"user": actor_id},
+            )
         ]
         if not facts.locked and authz.locks_after_leave(
             facts, actor_id, list(people.values()), facts.school
         ):
             items.append(
-                Append(conv=conv_id, actor=SYSTEM_ACTOR, kind="locked", rule=_accept,
-                       data={"reason": "no_staff"}, sets_locked=True)
+                Append(
+                    conv=conv_id,
+                    actor=SYSTEM_ACTOR,
+                    kind="locked",
+                    rule=_accept,
+                    data={"reason": "no_staff"},
+                    sets_locked=True,
+                )
             )
         return _only(await append_batch(conn, items))
 

@@ -80,8 +80,16 @@ async def append_batch(conn: asyncpg.Connection, items: Sequence[Append]) -> lis
         outcomes.append(outcome)
         if isinstance(outcome, Appended) and not outcome.duplicate:
             rows.append(
-                (item.conv, outcome.seq, item.kind, item.actor, item.body, item.data,
-                 item.target, item.cid)
+                (
+                    item.conv,
+                    outcome.seq,
+                    item.kind,
+                    item.actor,
+                    item.body,
+                    item.data,
+                    item.target,
+                    item.cid,
+                )
             )
     if rows:
         stamped = await conn.fetch(
@@ -163,9 +171,7 @@ def _appended(
     )
 
 
-async def lock_conversations(
-    conn: asyncpg.Connection, conv_ids: list[str]
-) -> dict[str, ConvFacts]:
+async def lock_conversations(conn: asyncpg.Connection, conv_ids: list[str]) -> dict[str, ConvFacts]:
     rows = await conn.fetch(
         """SELECT id, school, kind, locked, last_seq, owner FROM conversations
            WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE""",
@@ -253,8 +259,16 @@ class StoredEvent:
 def _stored(rows: Sequence[asyncpg.Record]) -> list[StoredEvent]:
     return [
         StoredEvent(
-            r["conv"], r["seq"], r["kind"], r["actor"], r["body"], r["data"], r["target"],
-            r["cid"], r["ts"], r["redacted_by"],
+            r["conv"],
+            r["seq"],
+            r["kind"],
+            r["actor"],
+            r["body"],
+            r["data"],
+            r["target"],
+            r["cid"],
+            r["ts"],
+            r["redacted_by"],
         )
         for r in rows
     ]
@@ -274,8 +288,7 @@ async def read_range(
     """
     if after is None and before is None:
         rows = await conn.fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.conv = $1"
-            " ORDER BY e.seq DESC LIMIT $2",
+            f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.conv = $1 ORDER BY e.seq DESC LIMIT $2",
             conv,
             limit + 1,
         )

@@ -245,9 +245,7 @@ async def _set_children(conn: asyncpg.Connection, roster: Roster) -> None:
             parent.id,
         )
         known_school = {r["student"]: r["school"] for r in rows}
-        scope = doc_schools | {
-            student_school.get(c) or known_school.get(c, "") for c in listed
-        }
+        scope = doc_schools | {student_school.get(c) or known_school.get(c, "") for c in listed}
         have = {r["student"] for r in rows if r["school"] in scope}
         for gone in have - listed:
             await conn.execute(
@@ -300,7 +298,9 @@ async def _replace(conn: asyncpg.Connection, roster: Roster) -> list[str]:
     return deactivated
 
 
-async def _deactivate_unlinked(conn: asyncpg.Connection, ids: Sequence[str] | set[str]) -> list[str]:
+async def _deactivate_unlinked(
+    conn: asyncpg.Connection, ids: Sequence[str] | set[str]
+) -> list[str]:
     rows = await conn.fetch(
         """UPDATE users u SET active = false, updated_at = now()
            WHERE u.id = ANY($1::text[]) AND u.active

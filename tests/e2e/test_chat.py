@@ -17,9 +17,10 @@ async def test_parent_and_teacher_exchange_across_gateways(
 ) -> None:
     """A parent on one gateway and a teacher on the other exchange messages, seqs 1..N."""
     gw1, gw2 = gateways
-    async with connect(gw1, secret, school.parent) as parent, connect(
-        gw2, secret, school.teacher, encoding="msgpack"
-    ) as teacher:
+    async with (
+        connect(gw1, secret, school.parent) as parent,
+        connect(gw2, secret, school.teacher, encoding="msgpack") as teacher,
+    ):
         opened = await parent.request(
             {"t": "open", "school": school.school, "members": [school.teacher]}
         )
@@ -89,9 +90,7 @@ async def test_concurrent_senders_get_gap_free_seqs(
             assert all(r["t"] == "ok" for r in replies), replies
             return [r["seq"] for r in replies]
 
-    results = await asyncio.gather(
-        *(sender(u, gateways[i % 2]) for i, u in enumerate(staff))
-    )
+    results = await asyncio.gather(*(sender(u, gateways[i % 2]) for i, u in enumerate(staff)))
     seqs = sorted(s for r in results for s in r)
     assert seqs == list(range(2, 2 + per_sender * len(staff)))
     for r in results:
@@ -106,9 +105,10 @@ async def test_read_receipts_and_typing_reach_the_other_member(
 ) -> None:
     """A read marker moves forward only and tells the other side; typing is relayed."""
     gw1, gw2 = gateways
-    async with connect(gw1, secret, school.parent) as parent, connect(
-        gw2, secret, school.teacher
-    ) as teacher:
+    async with (
+        connect(gw1, secret, school.parent) as parent,
+        connect(gw2, secret, school.teacher) as teacher,
+    ):
         conv = (
             await parent.request(
                 {"t": "open", "school": school.school, "members": [school.teacher]}
@@ -130,9 +130,10 @@ async def test_delete_redacts_for_everyone_but_keeps_the_log(
 ) -> None:
     """Only the sender deletes; later fetches show the message redacted."""
     gw1, gw2 = gateways
-    async with connect(gw1, secret, school.parent) as parent, connect(
-        gw2, secret, school.teacher
-    ) as teacher:
+    async with (
+        connect(gw1, secret, school.parent) as parent,
+        connect(gw2, secret, school.teacher) as teacher,
+    ):
         conv = (
             await parent.request(
                 {"t": "open", "school": school.school, "members": [school.teacher]}
