@@ -196,7 +196,6 @@ class Connection:
         data = message.get("bytes")
         if data is None:
             data = message.get("text", "")
-        self.svc.metrics.frames_in.labels(type="raw").inc()
         return decode(data, self.encoding)
 
     async def _hello(self) -> Person | None:
@@ -265,6 +264,7 @@ class Connection:
                 self._send_error(request_id, MessagingError(ErrorCode.RATE_LIMITED))
                 continue
             if decode_error is not None:
+                self.svc.metrics.frames_in.labels(type="undecodable").inc()
                 self._send_error(None, decode_error)
                 continue
             try:
