@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path(".data")
@@ -167,4 +167,16 @@ def load(env: Mapping[str, str] | None = None, *, data_dir: Path = DEFAULT_DATA_
         log_format=log_format,
         db_pool_min=_int(env, "MESSAGING_DB_POOL_MIN", 2, 1, 1000),
         db_pool_max=_int(env, "MESSAGING_DB_POOL_MAX", 10, 1, 1000),
+        limits=_limits(env),
     )
+
+
+def _limits(env: Mapping[str, str]) -> Limits:
+    """Per-connection flood control; the rate can be raised but never below 10 frames/s, the
+    protocol's promise to every client."""
+    default = Limits()
+    rate = _float(env, "MESSAGING_RATE_FRAMES_PER_S", default.frames_per_s)
+    burst = _float(env, "MESSAGING_RATE_BURST", default.frames_burst)
+    if rate < 10 or burst < 10:
+        raise ConfigError("MESSAGING_RATE_FRAMES_PER_S and MESSAGING_RATE_BURST must be >= 10")
+    return replace(default, frames_per_s=rate, frames_burst=burst)
