@@ -15,9 +15,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import structlog
+from redis.exceptions import RedisError
 
 from messaging import config, logconfig
 from messaging.errors import MessagingError, RosterInvalid
+from messaging.store.roster import ImportResult
 
 log = structlog.get_logger("messaging.cli")
 
@@ -31,26 +33,15 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 def serve(settings: config.Settings, host: str | None = None, port: int | None = None) -> None:
-    import uvicorn
-
     from messaging.gateway.app import create_app
+    from messaging.gateway.server import run
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host=host or settings.host,
-            port=settings.port if port is None else port,
-            ws="websockets-sansio",
-            ws_max_size=settings.limits.max_frame_bytes,
-            ws_per_message_deflate=False,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.timeouts.drain_s),
-            proxy_headers=True,
-        )
+    run(
+        create_app(settings),
+        settings,
+        host or settings.host,
+        settings.port if port is None else port,
     )
-    server.run()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -90,26 +81,38 @@ async def _import(settings: config.Settings, doc: object) -> None:
         f"{result.students} students, {result.parents} parents; "
         f"{len(result.deactivated_users)} users deactivated"
     )
-    if result.deactivated_users:
-        import redis.asyncio as aioredis
+    await _announce(settings, result)
 
-        from messaging.bus.base import user_channel
-        from messaging.bus.hub import close_envelope
-        from messaging.errors import CloseCode
 
-        client = aioredis.Redis.from_url(settings.redis_url)
-        try:
-            env = close_envelope(CloseCode.REVOKED)
-            for user in result.deactivated_users:
-                await client.publish(user_channel(user), env)
-        except Exception:
-            print(
-                "warning: Redis unreachable; deactivated users' open sockets stay open until "
-                "they reconnect",
-                file=sys.stderr,
-            )
-        finally:
-            await client.aclose()
+async def _announce(settings: config.Settings, result: ImportResult) -> None:
+    """Tell connected clients what the import changed: groups locked for want of staff, and
+    sockets of deactivated users to close (4003), through the gateways' Redis channels."""
+    import redis.asyncio as aioredis
+
+    from messaging.bus.base import user_channel
+    from messaging.bus.hub import close_envelope
+    from messaging.errors import CloseCode
+    from messaging.gateway.services import event_messages
+
+    messages = event_messages(result.events)
+    env = close_envelope(CloseCode.REVOKED)
+    messages += [(user_channel(u), env) for u in result.deactivated_users]
+    if not messages:
+        return
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for channel, payload in messages:
+                pipe.publish(channel, payload)
+            await pipe.execute()
+    except (OSError, RedisError):
+        print(
+            "warning: Redis unreachable; connected clients learn of the changes when they "
+            "reconnect",
+            file=sys.stderr,
+        )
+    finally:
+        await client.aclose()
 
 
 def cmd_import_roster(args: argparse.Namespace) -> int:

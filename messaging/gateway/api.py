@@ -155,6 +155,7 @@ async def roster(request: Request, svc: Services, subject: str) -> Response:
     except orjson.JSONDecodeError:
         raise MessagingError(ErrorCode.INVALID, "invalid_frame") from None
     result = await import_roster(svc.pool, doc)
+    svc.publish_events(result.events)
     if result.deactivated_users:
         svc.disconnect_users(result.deactivated_users, CloseCode.REVOKED)
     log.info(

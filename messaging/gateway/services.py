@@ -35,20 +35,7 @@ class Services:
     draining: bool = False
 
     def publish_events(self, events: Iterable[Appended]) -> None:
-        """After commit: one envelope per event (per viewer kind for broadcasts), one publish
-        per recipient's channel, all in the bus's next pipeline."""
-        messages: list[tuple[str, bytes]] = []
-        for ev in events:
-            frame = from_appended(ev)
-            if ev.conv_kind == ConvKind.BROADCAST and ev.kind == "created":
-                own = envelope(ev.origin, frame)
-                other = envelope(ev.origin, for_viewer(frame, "", ev.conv_kind))
-                messages += [
-                    (user_channel(r), own if r == ev.actor else other) for r in ev.recipients
-                ]
-                continue
-            env = envelope(ev.origin, frame)
-            messages += [(user_channel(r), env) for r in ev.recipients]
+        messages = event_messages(events)
         if messages:
             self.bus.publish(messages)
 
@@ -62,3 +49,19 @@ class Services:
         """Close every socket of these users, on whichever gateway it is."""
         env = close_envelope(code)
         self.bus.publish([(user_channel(u), env) for u in user_ids])
+
+
+def event_messages(events: Iterable[Appended]) -> list[tuple[str, bytes]]:
+    """After commit: one envelope per event (per viewer kind for broadcasts), one message per
+    recipient's channel, for the bus's next pipeline."""
+    messages: list[tuple[str, bytes]] = []
+    for ev in events:
+        frame = from_appended(ev)
+        if ev.conv_kind == ConvKind.BROADCAST and ev.kind == "created":
+            own = envelope(ev.origin, frame)
+            other = envelope(ev.origin, for_viewer(frame, "", ev.conv_kind))
+            messages += [(user_channel(r), own if r == ev.actor else other) for r in ev.recipients]
+            continue
+        env = envelope(ev.origin, frame)
+        messages += [(user_channel(r), env) for r in ev.recipients]
+    return messages

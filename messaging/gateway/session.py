@@ -14,6 +14,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from messaging.domain import authz
 from messaging.domain.authz import Denial
 from messaging.domain.models import ConvFacts, ConvKind, TargetFacts
@@ -322,4 +324,9 @@ HANDLERS: dict[type, Handler] = {
 
 
 async def dispatch(conn: Connection, frame: Any) -> None:
-    await HANDLERS[type(frame)](conn, frame)
+    conv = getattr(frame, "conv", None)
+    if conv is None:
+        await HANDLERS[type(frame)](conn, frame)
+        return
+    with structlog.contextvars.bound_contextvars(conv=conv):
+        await HANDLERS[type(frame)](conn, frame)

@@ -50,12 +50,12 @@ async def endpoint(websocket: WebSocket) -> None:
         log.info("ws_origin_refused")
         await websocket.close(code=CloseCode.POLICY)  # before accept: HTTP 403
         return
-    if svc.draining:
-        await websocket.close(code=CloseCode.RESTART)
-        return
     subprotocol = select_subprotocol(websocket.scope.get("subprotocols", []))
     encoding = SUBPROTOCOLS.get(subprotocol or "", Encoding.JSON)
     await websocket.accept(subprotocol=subprotocol)
+    if svc.draining:  # reconnect elsewhere
+        await websocket.close(code=CloseCode.RESTART)
+        return
     conn = Connection(websocket, encoding, svc)
     with structlog.contextvars.bound_contextvars(conn_id=conn.conn_id):
         await conn.serve()
@@ -82,7 +82,7 @@ class Connection:
         self._close_code: CloseCode | None = None
         # while `ready` is being prepared, live events wait here, then those not already
         # covered by the snapshot are sent after it
-        self._held: list[tuple[EncodedFrame, str | None, int | None]] | None = []
+        self._held: list[tuple[EncodedFrame, str | None, int | None]] | None = None
         self._limiter = FrameLimiter(TokenBucket(limits.frames_per_s, limits.frames_burst))
         self._resume: dict[str, int] = {}
         self.inflight = asyncio.Semaphore(limits.inflight_sends)
@@ -141,18 +141,8 @@ class Connection:
 
     async def serve(self) -> None:
         self._task = asyncio.current_task()
-        attached = False
         try:
-            person = await self._hello()
-            if person is None:
-                return
-            self.user, self.user_id = person, person.id
-            structlog.contextvars.bind_contextvars(user_id=person.id)
-            await self.svc.hub.attach(self)
-            attached = True
-            self.svc.metrics.connections.inc()
-            await self._ready()
-            await self._read_loop()
+            await self._run()
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self._close_code is None or task is None:
@@ -169,14 +159,28 @@ class Connection:
         finally:
             for waiter in list(self.waiters):
                 waiter.cancel()
-            if attached:
-                self.svc.metrics.connections.dec()
-                await self.svc.hub.detach(self)
         await self._close()
 
+    async def _run(self) -> None:
+        person = await self._hello()
+        if person is None:
+            return
+        self.user, self.user_id = person, person.id
+        structlog.contextvars.bind_contextvars(user_id=person.id)
+        self._held = []
+        await self.svc.hub.attach(self)
+        self.svc.metrics.connections.inc()
+        try:
+            await self._ready()
+            await self._read_loop()
+        finally:
+            self.svc.metrics.connections.dec()
+            await self.svc.hub.detach(self)
+
     async def _close(self) -> None:
+        """Send what is queued (but to a slow consumer), then the close frame, both bounded."""
         code = self._close_code or CloseCode.NORMAL
-        if self._writer is not None and code != CloseCode.NORMAL:
+        if self._writer is not None and code == CloseCode.SLOW_CONSUMER:
             self._writer.cancel()
         elif self._writer is not None:
             with contextlib.suppress(Exception):

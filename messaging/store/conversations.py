@@ -15,22 +15,22 @@ import asyncpg
 
 from messaging.domain import authz
 from messaging.domain.authz import Denial
-from messaging.domain.models import ConvFacts, ConvKind, Person, TargetFacts, UserKind
+from messaging.domain.models import ConvFacts, ConvKind, Person, UserKind
 from messaging.errors import ErrorCode, MessagingError
-from messaging.store.log import Append, Appended, Outcome, append_batch, lock_conversations
+from messaging.store.log import (
+    Append,
+    Appended,
+    Outcome,
+    accept,
+    append_batch,
+    lock_conversations,
+)
 from messaging.store.pool import translated_errors
-from messaging.store.roster import load_people, load_school
-
-SYSTEM_ACTOR = "system"
+from messaging.store.roster import SYSTEM_ACTOR, load_people, load_school
 
 
 def new_conv_id() -> str:
     return "c_" + secrets.token_hex(10)
-
-
-def _accept(_conv: ConvFacts, _target: TargetFacts | None) -> Denial | None:
-    """For events whose rule was already checked under the same lock."""
-    return None
 
 
 def _raise(denial: Denial) -> None:
@@ -104,7 +104,7 @@ async def open_conversation(
             conv=conv_id,
             actor=creator.id,
             kind="created",
-            rule=_accept,
+            rule=accept,
             data={
                 "title": title,
                 "members": [p.id for p in everyone],
@@ -148,9 +148,7 @@ async def add_members(
             [(conv_id, u, _member_role(people[u])) for u in wanted],
         )
         items = [
-            Append(
-                conv=conv_id, actor=actor.id, kind="member_added", rule=_accept, data={"user": u}
-            )
+            Append(conv=conv_id, actor=actor.id, kind="member_added", rule=accept, data={"user": u})
             for u in wanted
         ]
         return _only(await append_batch(conn, items))
@@ -177,7 +175,7 @@ async def leave(pool: asyncpg.Pool, actor_id: str, conv_id: str) -> list[Appende
                 conv=conv_id,
                 actor=actor_id,
                 kind="member_removed",
-                rule=_accept,
+                rule=accept,
                 data={"user": actor_id},
             )
         ]
@@ -189,7 +187,7 @@ async def leave(pool: asyncpg.Pool, actor_id: str, conv_id: str) -> list[Appende
                     conv=conv_id,
                     actor=SYSTEM_ACTOR,
                     kind="locked",
-                    rule=_accept,
+                    rule=accept,
                     data={"reason": "no_staff"},
                     sets_locked=True,
                 )

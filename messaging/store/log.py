@@ -25,6 +25,11 @@ Rule = Callable[[ConvFacts, TargetFacts | None], Denial | None]
 REDACTING_KINDS = ("deleted", "removed")
 
 
+def accept(_conv: ConvFacts, _target: TargetFacts | None) -> Denial | None:
+    """For events whose rule was already checked under the same lock."""
+    return None
+
+
 @dataclass(slots=True)
 class Append:
     """One event to append. `rule` decides, from the facts under lock, whether it may be."""
@@ -128,17 +133,17 @@ def _decide(
     conv = facts.get(item.conv)
     if conv is None:
         return Denial(ErrorCode.NOT_FOUND, "not_found")
+    if item.cid is not None and (item.conv, item.actor, item.cid) in stored_cids:
+        # A retry of what is already stored gets the original answer, whatever happened since
+        # (a lock, say): the message was accepted then.
+        seq, ts, body = stored_cids[(item.conv, item.actor, item.cid)]
+        if body != item.body:
+            return Denial(ErrorCode.CONFLICT, "cid_reused")
+        return _appended(item, conv, seq, ts, duplicate=True)
     target = targets.get((item.conv, item.target)) if item.target is not None else None
     denial = item.rule(conv, target)
     if denial is not None:
         return denial
-    if item.cid is not None:
-        key = (item.conv, item.actor, item.cid)
-        if key in stored_cids:
-            seq, ts, body = stored_cids[key]
-            if body != item.body:
-                return Denial(ErrorCode.CONFLICT, "cid_reused")
-            return _appended(item, conv, seq, ts, duplicate=True)
     seq = conv.last_seq + 1
     locked = conv.locked if item.sets_locked is None else item.sets_locked
     conv = replace(conv, last_seq=seq, locked=locked)

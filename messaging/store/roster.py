@@ -11,7 +11,10 @@ import asyncpg
 from messaging.domain.hours import schedule_to_json
 from messaging.domain.models import Child, Features, Person, Role, School, StaffRole, UserKind
 from messaging.domain.roster import KnownIds, Roster, validate_roster
+from messaging.store.log import Append, Appended, accept, append_batch
 from messaging.store.pool import translated_errors
+
+SYSTEM_ACTOR = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,8 @@ class ImportResult:
     students: int
     parents: int
     deactivated_users: tuple[str, ...]
+    # `locked` events of groups left without any staff member of their school
+    events: tuple[Appended, ...] = ()
 
 
 async def load_people(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, Person]:
@@ -151,6 +156,7 @@ async def import_roster(pool: asyncpg.Pool, doc: object) -> ImportResult:
         roster = validate_roster(doc, await _known_ids(conn))
         await _apply(conn, roster)
         deactivated = await _replace(conn, roster)
+        events = await _lock_staffless_groups(conn, [s.id for s in roster.schools])
         return ImportResult(
             schools=len(roster.schools),
             groups=len(roster.groups),
@@ -158,6 +164,7 @@ async def import_roster(pool: asyncpg.Pool, doc: object) -> ImportResult:
             students=len(roster.students),
             parents=len(roster.parents),
             deactivated_users=tuple(deactivated),
+            events=tuple(events),
         )
 
 
@@ -311,3 +318,33 @@ async def _deactivate_unlinked(
         sorted(ids),
     )
     return [r["id"] for r in rows]
+
+
+async def _lock_staffless_groups(conn: asyncpg.Connection, schools: list[str]) -> list[Appended]:
+    """A group keeps a staff member of its school at all times: one whose role was removed or
+    whose account was deactivated by this import leaves the group locked, as when they leave."""
+    rows = await conn.fetch(
+        """SELECT c.id FROM conversations c
+           WHERE c.school = ANY($1::text[]) AND c.kind = 'group' AND NOT c.locked
+             AND NOT EXISTS (
+                 SELECT 1 FROM members m
+                 JOIN users u ON u.id = m.user_id AND u.active
+                 JOIN staff_roles r ON r.user_id = m.user_id AND r.school = c.school
+                 WHERE m.conv = c.id AND m.left_at IS NULL)
+           ORDER BY c.id""",
+        schools,
+    )
+    items = [
+        Append(
+            conv=r["id"],
+            actor=SYSTEM_ACTOR,
+            kind="locked",
+            rule=accept,
+            data={"reason": "no_staff"},
+            sets_locked=True,
+        )
+        for r in rows
+    ]
+    if not items:
+        return []
+    return [o for o in await append_batch(conn, items) if isinstance(o, Appended)]
