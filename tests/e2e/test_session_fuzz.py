@@ -104,7 +104,7 @@ def _frame(draw: Any, conv: str) -> dict[Any, Any]:
 
 
 @settings(
-    max_examples=500,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
