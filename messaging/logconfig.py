@@ -58,5 +58,11 @@ def configure(fmt: str = "auto", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # uvicorn's access log would print query strings; the gateway logs requests itself.
+    # uvicorn's access log and its WebSocket handshake lines print query strings, where a
+    # misbehaving client may have put a token; the gateway logs connections itself.
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("uvicorn.error").addFilter(_without_handshake_lines)
+
+
+def _without_handshake_lines(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith('%s - "WebSocket')

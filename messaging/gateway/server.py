@@ -10,18 +10,55 @@ timeout in every case. A second signal stops at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 import time
 from types import FrameType
+from typing import Any
 
 import structlog
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from messaging.config import Settings
 from messaging.errors import CloseCode
 from messaging.gateway.services import Services
 
 log = structlog.get_logger(__name__)
+
+# How long a close frame may wait for a peer that reads nothing before the connection is cut.
+CLOSE_FRAME_WAIT_S = 5.0
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, with a bounded close.
+
+    uvicorn's close waits until the peer has read everything buffered. A client that never
+    reads again (a slow consumer closed with 4008) would then hold its socket forever, since
+    TCP zero-window probes are answered. Here the close frame waits at most
+    CLOSE_FRAME_WAIT_S for the peer to make room; then the connection is aborted.
+    """
+
+    async def send(self, message: Any) -> None:
+        if message.get("type") == "websocket.close" and not self.writable.is_set():
+            try:
+                await asyncio.wait_for(self.writable.wait(), CLOSE_FRAME_WAIT_S)
+            except TimeoutError:
+                log.info("ws_aborted", reason="peer_not_reading")
+                self._reset()
+                return
+        await super().send(message)
+
+    def _reset(self) -> None:
+        """Abort with a TCP reset: a plain close would leave the kernel retrying the unread
+        data to the stalled peer for minutes."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
 
 class DrainingServer(uvicorn.Server):
@@ -57,7 +94,7 @@ def run(app: Starlette, settings: Settings, host: str, port: int) -> None:
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
         ws_max_size=settings.limits.max_frame_bytes,
         ws_per_message_deflate=False,
         lifespan="on",

@@ -80,6 +80,7 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._close_code: CloseCode | None = None
+        self._closing = False
         # while `ready` is being prepared, live events wait here, then those not already
         # covered by the snapshot are sent after it
         self._held: list[tuple[EncodedFrame, str | None, int | None]] | None = None
@@ -91,7 +92,9 @@ class Connection:
     # Delivery (called by the hub and by request handlers, never blocks) --------------------------
 
     def deliver(self, frame: EncodedFrame, conv: str | None, seq: int | None) -> None:
-        if self._close_code is not None:
+        # Closing, what is queued is still written (replies to committed sends, say); not to a
+        # slow consumer, and nothing once the close frame is on its way.
+        if self._closing or self._close_code is CloseCode.SLOW_CONSUMER:
             return
         if self._held is not None:
             self._held.append((frame, conv, seq))
@@ -156,10 +159,16 @@ class Connection:
             self.close_soon(
                 CloseCode.OVERLOADED if exc.code is ErrorCode.UNAVAILABLE else CloseCode.INTERNAL
             )
-        finally:
-            for waiter in list(self.waiters):
-                waiter.cancel()
+        await self._settle_sends()
         await self._close()
+
+    async def _settle_sends(self) -> None:
+        """Sends already queued for commit are answered before the close (a drain, a kick), so
+        that nothing stored goes unacknowledged; unless the client is gone or not reading."""
+        if self.waiters and self._close_code not in (CloseCode.NORMAL, CloseCode.SLOW_CONSUMER):
+            await asyncio.wait(list(self.waiters), timeout=CLOSE_WAIT_S)
+        for waiter in list(self.waiters):
+            waiter.cancel()
 
     async def _run(self) -> None:
         person = await self._hello()
@@ -188,8 +197,11 @@ class Connection:
         if self.ws.application_state == WebSocketState.CONNECTED and (
             self.ws.client_state == WebSocketState.CONNECTED
         ):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(code=int(code)), CLOSE_WAIT_S)
+            self._closing = True
+            try:  # bounded by the server's protocol, which aborts a peer that reads nothing
+                await asyncio.wait_for(self.ws.close(code=int(code)), 2 * CLOSE_WAIT_S)
+            except (TimeoutError, RuntimeError, OSError, WebSocketDisconnect):
+                log.info("ws_peer_gone")
         log.info("ws_closed", close_code=int(code))
 
     async def _receive(self) -> dict[str, Any]:
@@ -261,7 +273,11 @@ class Connection:
                 return
             except MessagingError as exc:  # undecodable frame: answered, connection kept
                 raw, decode_error = {}, exc
-            request_id = raw.get("id") if type(raw.get("id")) is int else None
+            request_id = (
+                frames.request_id_of(raw)
+                if decode_error is None
+                else getattr(decode_error, "request_id", None)
+            )
             if not self._admitted():
                 if self._close_code is not None:
                     return
@@ -269,7 +285,7 @@ class Connection:
                 continue
             if decode_error is not None:
                 self.svc.metrics.frames_in.labels(type="undecodable").inc()
-                self._send_error(None, decode_error)
+                self._send_error(request_id, decode_error)
                 continue
             try:
                 frame = frames.parse(raw)

@@ -25,7 +25,7 @@ import msgpack
 import orjson
 
 from messaging.errors import CloseCode, ProtocolViolation
-from messaging.protocol.frames import InvalidFrame
+from messaging.protocol.frames import InvalidFrame, request_id_of
 
 MAX_FRAME_BYTES: Final = 64 * 1024
 MAX_DEPTH: Final = 16
@@ -132,7 +132,12 @@ def decode(data: bytes | str, encoding: Encoding) -> dict[str, Any]:
         # orjson.JSONDecodeError, msgpack's UnpackException family, UnicodeDecodeError and the
         # ValueError of the ext hook are all ValueError subclasses.
         raise InvalidFrame("invalid_frame") from None
-    return _check_shape(value)
+    try:
+        return _check_shape(value)
+    except InvalidFrame as exc:
+        if type(value) is dict:  # a map with a bad value inside: answer its request by id
+            exc.request_id = request_id_of(value)
+        raise
 
 
 # --- encoding ------------------------------------------------------------------------------------
