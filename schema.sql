@@ -108,6 +108,15 @@ CREATE TABLE IF NOT EXISTS events (
     ts          timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (conv, seq)
 );
+-- Added after the first release; columns are only ever added, never rewritten.
+-- lang: the language a message was written in (the sender's), for text search;
+-- hash: sha256(previous event's hash || canonical event), see messaging/domain/chain.py.
+ALTER TABLE events ADD COLUMN IF NOT EXISTS lang text;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS hash bytea;
+-- the end of the conversation's hash chain, and its last timestamp (timestamps never go back)
+ALTER TABLE conversations ADD COLUMN IF NOT EXISTS last_hash bytea;
+ALTER TABLE conversations ADD COLUMN IF NOT EXISTS last_ts timestamptz;
+
 CREATE UNIQUE INDEX IF NOT EXISTS events_cid ON events (conv, actor, cid) WHERE cid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_target ON events (conv, target) WHERE target IS NOT NULL;
 

@@ -135,6 +135,37 @@ def cmd_import_roster(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_log(args: argparse.Namespace) -> int:
+    import os
+
+    from messaging.store.pool import create_pool
+    from messaging.store.verify import verify_log
+
+    dsn = os.environ.get("MESSAGING_DATABASE_URL") or os.environ.get(
+        "MESSAGING_MIGRATE_DATABASE_URL", ""
+    )
+    if not dsn:
+        raise config.ConfigError("MESSAGING_DATABASE_URL is needed")
+
+    async def run() -> int:
+        pool = await create_pool(dsn, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                report = await verify_log(conn, args.school)
+        finally:
+            await pool.close()
+        print(
+            f"checked {report.events} events in {report.conversations} conversations "
+            f"in {report.seconds:.2f} s"
+        )
+        for b in report.breaks:
+            print(f"BROKEN conversation {b.conv} at seq {b.seq}: {b.reason}")
+        print("all chains intact" if report.ok else f"{len(report.breaks)} broken chain(s)")
+        return 0 if report.ok else 1
+
+    return asyncio.run(run())
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     import os
 
@@ -167,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-roster", help="load a roster document (JSON)")
     p.add_argument("file")
     p.set_defaults(func=cmd_import_roster)
+    p = sub.add_parser(
+        "verify-log", help="recompute the event log's hash chains; exit 1 naming any break"
+    )
+    p.add_argument("--school", help="only this school's conversations")
+    p.set_defaults(func=cmd_verify_log)
     p = sub.add_parser("token", help="print a signed token for a user (HS256 secret needed)")
     p.add_argument("user")
     p.add_argument("--ttl", type=int, default=12 * 3600, help="seconds (default 12 h)")

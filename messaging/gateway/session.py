@@ -147,6 +147,7 @@ async def on_send(conn: Connection, f: frames.Send) -> None:
         data=data,
         cid=f.cid,
         origin=conn.conn_id,
+        lang=conn.user.locale if conn.user is not None else None,
     )
     await _submit(
         conn, f.id, item, lambda ev: {"conv": ev.conv, "seq": ev.seq, "ts": frames.iso_utc(ev.ts)}

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from messaging.domain.authz import Denial
+from messaging.domain.chain import GENESIS, event_hash
 from messaging.domain.models import ConvFacts, ConvKind, TargetFacts
 from messaging.errors import ErrorCode
 
@@ -46,6 +47,8 @@ class Append:
     sets_locked: bool | None = None
     # the connection whose request this is: it gets an `ok`, not the event
     origin: str | None = None
+    # the language a message is written in ('fr' or 'en'), for text search
+    lang: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +78,32 @@ Outcome = Appended | Denial
 async def append_batch(conn: asyncpg.Connection, items: Sequence[Append]) -> list[Outcome]:
     """Append `items` in order inside the caller's transaction; one outcome per item."""
     conv_ids = sorted({i.conv for i in items})
-    facts = await lock_conversations(conn, conv_ids)
+    facts, chains = await _lock(conn, conv_ids)
     stored_cids = await _stored_cids(conn, [i for i in items if i.cid is not None])
     targets = await _targets(conn, [i for i in items if i.target is not None])
+    now = datetime.now(UTC)
     outcomes: list[Outcome] = []
     rows: list[tuple[Any, ...]] = []
     for item in items:
         outcome = _decide(item, facts, stored_cids, targets)
-        outcomes.append(outcome)
         if isinstance(outcome, Appended) and not outcome.duplicate:
+            prev, last_ts = chains[item.conv]
+            ts = now if last_ts is None or now > last_ts else last_ts
+            digest = event_hash(
+                prev,
+                conv=item.conv,
+                seq=outcome.seq,
+                kind=item.kind,
+                actor=item.actor,
+                body=item.body,
+                data=item.data,
+                target=item.target,
+                cid=item.cid,
+                lang=item.lang,
+                ts=ts,
+            )
+            chains[item.conv] = (digest, ts)
+            outcome = replace(outcome, ts=ts)
             rows.append(
                 (
                     item.conv,
@@ -94,29 +114,39 @@ async def append_batch(conn: asyncpg.Connection, items: Sequence[Append]) -> lis
                     item.data,
                     item.target,
                     item.cid,
+                    item.lang,
+                    ts,
+                    digest,
                 )
             )
+        outcomes.append(outcome)
+    stamped = {(r[0], r[1]): r[9] for r in rows}
+    outcomes = [  # a repeated cid within the batch answers with the first one's timestamp
+        replace(o, ts=stamped[(o.conv, o.seq)])
+        if isinstance(o, Appended) and o.duplicate and (o.conv, o.seq) in stamped
+        else o
+        for o in outcomes
+    ]
     if rows:
-        stamped = await conn.fetch(
-            """INSERT INTO events (conv, seq, kind, actor, body, data, target, cid)
+        await conn.execute(
+            """INSERT INTO events (conv, seq, kind, actor, body, data, target, cid, lang, ts, hash)
                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],
-                                    $5::text[], $6::jsonb[], $7::bigint[], $8::text[])
-               RETURNING conv, seq, ts""",
+                                    $5::text[], $6::jsonb[], $7::bigint[], $8::text[],
+                                    $9::text[], $10::timestamptz[], $11::bytea[])""",
             *map(list, zip(*rows, strict=True)),
         )
-        ts_of = {(r["conv"], r["seq"]): r["ts"] for r in stamped}
-        outcomes = [
-            replace(o, ts=ts_of.get((o.conv, o.seq), o.ts)) if isinstance(o, Appended) else o
-            for o in outcomes
-        ]
         changed = [f for f in facts.values() if f.id in {r[0] for r in rows}]
         await conn.execute(
-            """UPDATE conversations c SET last_seq = v.last_seq, locked = v.locked
-               FROM unnest($1::text[], $2::bigint[], $3::boolean[]) AS v(id, last_seq, locked)
+            """UPDATE conversations c SET last_seq = v.last_seq, locked = v.locked,
+                      last_hash = v.last_hash, last_ts = v.last_ts
+               FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::bytea[],
+                           $5::timestamptz[]) AS v(id, last_seq, locked, last_hash, last_ts)
                WHERE c.id = v.id""",
             [f.id for f in changed],
             [f.last_seq for f in changed],
             [f.locked for f in changed],
+            [chains[f.id][0] for f in changed],
+            [chains[f.id][1] for f in changed],
         )
     return outcomes
 
@@ -177,19 +207,24 @@ def _appended(
 
 
 async def lock_conversations(conn: asyncpg.Connection, conv_ids: list[str]) -> dict[str, ConvFacts]:
+    """Lock these conversations' rows (in id order) and return their facts."""
+    return (await _lock(conn, conv_ids))[0]
+
+
+Chain = tuple[bytes, datetime | None]
+
+
+async def _lock(
+    conn: asyncpg.Connection, conv_ids: list[str]
+) -> tuple[dict[str, ConvFacts], dict[str, Chain]]:
     rows = await conn.fetch(
-        """SELECT id, school, kind, locked, last_seq, owner FROM conversations
-           WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE""",
+        """SELECT id, school, kind, locked, last_seq, owner, last_hash, last_ts,
+                  ARRAY(SELECT m.user_id FROM members m
+                        WHERE m.conv = c.id AND m.left_at IS NULL) AS members
+           FROM conversations c WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE""",
         conv_ids,
     )
-    members = await conn.fetch(
-        "SELECT conv, user_id FROM members WHERE conv = ANY($1::text[]) AND left_at IS NULL",
-        conv_ids,
-    )
-    member_sets: dict[str, set[str]] = {}
-    for m in members:
-        member_sets.setdefault(m["conv"], set()).add(m["user_id"])
-    return {
+    facts = {
         r["id"]: ConvFacts(
             id=r["id"],
             school=r["school"],
@@ -197,10 +232,12 @@ async def lock_conversations(conn: asyncpg.Connection, conv_ids: list[str]) -> d
             locked=r["locked"],
             last_seq=r["last_seq"],
             owner=r["owner"],
-            members=frozenset(member_sets.get(r["id"], ())),
+            members=frozenset(r["members"]),
         )
         for r in rows
     }
+    chains = {r["id"]: (r["last_hash"] or GENESIS, r["last_ts"]) for r in rows}
+    return facts, chains
 
 
 async def _stored_cids(
