@@ -120,6 +120,37 @@ ALTER TABLE conversations ADD COLUMN IF NOT EXISTS last_ts timestamptz;
 CREATE UNIQUE INDEX IF NOT EXISTS events_cid ON events (conv, actor, cid) WHERE cid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_target ON events (conv, target) WHERE target IS NOT NULL;
 
+-- The facts an append needs, read after taking the conversations' row locks, in one round trip.
+-- Inside a function each statement takes a fresh snapshot, so what is read here includes
+-- everything committed by whoever held a lock before us (a member's leave, a concurrent cid).
+CREATE OR REPLACE FUNCTION append_facts(
+    conv_ids text[], cid_convs text[], cid_actors text[], cid_values text[],
+    target_convs text[], target_seqs bigint[])
+RETURNS TABLE (id text, school text, kind text, locked boolean, last_seq bigint, owner text,
+               last_hash bytea, last_ts timestamptz, members text[], stored jsonb,
+               targets jsonb)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM 1 FROM conversations c WHERE c.id = ANY(conv_ids) ORDER BY c.id FOR NO KEY UPDATE;
+    RETURN QUERY
+    SELECT c.id, c.school, c.kind, c.locked, c.last_seq, c.owner, c.last_hash, c.last_ts,
+        ARRAY(SELECT m.user_id FROM members m WHERE m.conv = c.id AND m.left_at IS NULL),
+        (SELECT jsonb_agg(jsonb_build_array(e.actor, e.cid, e.seq, e.ts, e.body))
+           FROM events e
+           JOIN unnest(cid_convs, cid_actors, cid_values) AS k(conv, actor, cid)
+             ON e.conv = k.conv AND e.actor = k.actor AND e.cid = k.cid
+          WHERE k.conv = c.id),
+        (SELECT jsonb_agg(jsonb_build_array(e.seq, e.kind, e.actor, EXISTS (
+                    SELECT 1 FROM events r WHERE r.conv = e.conv AND r.target = e.seq
+                       AND r.kind IN ('deleted', 'removed'))))
+           FROM events e JOIN unnest(target_convs, target_seqs) AS k(conv, seq)
+             ON e.conv = k.conv AND e.seq = k.seq
+          WHERE k.conv = c.id)
+    FROM conversations c WHERE c.id = ANY(conv_ids);
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -138,3 +169,124 @@ CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
 -- Rights of the service's role are granted by `messaging migrate` (it knows the role's name):
 --   SELECT, INSERT on events; SELECT, INSERT, UPDATE on the other tables; nothing else.
 REVOKE ALL ON events FROM PUBLIC;
+
+-- The audit trail --------------------------------------------------------------------------------
+-- Every audit read (list, view, export, attachment download, the list of reads itself) appends
+-- one row here in the same transaction as the read, so that no read happens without its record.
+-- Append-only like the log: a trigger refuses UPDATE, DELETE and TRUNCATE for every role, and
+-- `migrate` grants the service's role only SELECT and INSERT on it (and USAGE on its sequence).
+
+-- No foreign keys, on purpose: checking one would lock the conversation's row (FOR KEY SHARE)
+-- until the audit read commits, holding up every append to it meanwhile (the log locks that row
+-- FOR UPDATE), and would fail a REPEATABLE READ audit read when a message arrived during it. The
+-- service records only schools and conversations it has just read.
+CREATE TABLE IF NOT EXISTS audit_reads (
+    id          bigserial PRIMARY KEY,
+    school      text NOT NULL,
+    -- the token subject: a principal's user id, or an admin subject that is no roster user
+    reader      text NOT NULL,
+    -- the conversation read; null for a search or the list of reads
+    conv        text,
+    -- the search's filters (q, from, to, member, cursor) for a list; null otherwise
+    search      jsonb,
+    action      text NOT NULL,
+    -- the client's address as the gateway saw it; null when it is no IP address
+    address     inet,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    CONSTRAINT audit_reads_action
+        CHECK (action IN ('list', 'view', 'export_pdf', 'export_json', 'attachment', 'reads'))
+);
+CREATE INDEX IF NOT EXISTS audit_reads_school ON audit_reads (school, id);
+
+CREATE OR REPLACE FUNCTION audit_reads_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit trail is append-only: % is not allowed on %', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+
+DROP TRIGGER IF EXISTS audit_reads_no_update_delete ON audit_reads;
+CREATE TRIGGER audit_reads_no_update_delete BEFORE UPDATE OR DELETE ON audit_reads
+    FOR EACH ROW EXECUTE FUNCTION audit_reads_append_only();
+DROP TRIGGER IF EXISTS audit_reads_no_truncate ON audit_reads;
+CREATE TRIGGER audit_reads_no_truncate BEFORE TRUNCATE ON audit_reads
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_reads_append_only();
+
+-- Rights of the service's role, granted by `migrate`: SELECT, INSERT on audit_reads and USAGE on
+-- audit_reads_id_seq; nothing else.
+REVOKE ALL ON audit_reads FROM PUBLIC;
+REVOKE ALL ON SEQUENCE audit_reads_id_seq FROM PUBLIC;
+
+-- Full-text search of messages, accents ignored: copies of the french and english
+-- configurations that pass every word through `unaccent` before stemming. A message is indexed
+-- with the configuration of its language (`lang`, the sender's locale; French when unknown).
+-- `unaccent` is a trusted extension: the database's owner may create it.
+CREATE EXTENSION IF NOT EXISTS unaccent;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = 'messaging_fr'
+                   AND cfgnamespace = 'public'::regnamespace) THEN
+        CREATE TEXT SEARCH CONFIGURATION public.messaging_fr (COPY = pg_catalog.french);
+        ALTER TEXT SEARCH CONFIGURATION public.messaging_fr
+            ALTER MAPPING FOR hword, hword_part, word WITH unaccent, french_stem;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = 'messaging_en'
+                   AND cfgnamespace = 'public'::regnamespace) THEN
+        CREATE TEXT SEARCH CONFIGURATION public.messaging_en (COPY = pg_catalog.english);
+        ALTER TEXT SEARCH CONFIGURATION public.messaging_en
+            ALTER MAPPING FOR hword, hword_part, word WITH unaccent, english_stem;
+    END IF;
+END;
+$$;
+
+-- The expression must stay identical to messaging/store/audit.py's MESSAGE_TSVECTOR, or the
+-- search stops using this index.
+CREATE INDEX IF NOT EXISTS events_message_text ON events USING gin (
+    to_tsvector(CASE WHEN lang = 'en' THEN 'messaging_en'::regconfig
+                     ELSE 'messaging_fr'::regconfig END, coalesce(body, '')))
+    WHERE kind = 'message';
+
+-- Attachments ------------------------------------------------------------------------------------
+-- An upload is one row; its bytes live in the attachment store (a folder or S3-compatible
+-- storage) under `storage_key`, the sha256 of the content, so that the same file sent twice is
+-- stored once. Each message that carries an upload adds one `attachment_uses` row, in the
+-- transaction that appends the message. Uploads that no message used are deleted after a day
+-- (messaging/attachments/cleanup.py), rows and files.
+
+CREATE TABLE IF NOT EXISTS attachments (
+    id          text PRIMARY KEY,
+    owner       text NOT NULL REFERENCES users(id),
+    -- the school of the first conversation it was sent in; null until then
+    school      text REFERENCES schools(id),
+    sha256      text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    size        bigint NOT NULL CHECK (size > 0),
+    type        text NOT NULL CHECK (type IN ('image/jpeg', 'image/png', 'application/pdf',
+                    'application/msword',
+                    'application/vnd.openxmlformats-officedocument.wordprocessingml.document')),
+    -- sanitised: no path, no control characters, the type's own extension
+    name        text NOT NULL,
+    storage_key text NOT NULL,
+    -- a small JPEG of an image or of a PDF's first page; null when there is none
+    preview_key text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- when a message first carried it; null: an orphan, deleted after a day
+    used_at     timestamptz
+);
+CREATE INDEX IF NOT EXISTS attachments_orphans ON attachments (created_at) WHERE used_at IS NULL;
+CREATE INDEX IF NOT EXISTS attachments_storage_key ON attachments (storage_key);
+CREATE INDEX IF NOT EXISTS attachments_owner ON attachments (owner);
+
+CREATE TABLE IF NOT EXISTS attachment_uses (
+    attachment  text NOT NULL REFERENCES attachments(id),
+    conv        text NOT NULL REFERENCES conversations(id),
+    -- the message event that carries it
+    seq         bigint NOT NULL,
+    PRIMARY KEY (attachment, conv, seq)
+);
+CREATE INDEX IF NOT EXISTS attachment_uses_conv ON attachment_uses (conv, seq);
+
+-- Rights of the service's role, granted by `migrate`: SELECT, INSERT, UPDATE, DELETE on
+-- attachments (DELETE for the orphan cleanup); SELECT, INSERT on attachment_uses.
+REVOKE ALL ON attachments, attachment_uses FROM PUBLIC;

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 DEFAULT_DATA_DIR = Path(".data")
 
@@ -56,6 +57,8 @@ class Settings:
     admin_subjects: frozenset[str] = frozenset()
     allowed_origins: frozenset[str] = frozenset()
     attachments_url: str = ""
+    # ClamAV's clamd (tcp://host:port or unix:///path); unset: uploads are not virus-scanned
+    clamd_url: str | None = None
     smtp_url: str | None = None
     notify_delay_s: float = 60.0
     dev_login: bool = False
@@ -64,6 +67,9 @@ class Settings:
     db_pool_max: int = 10
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def attachment_store(self) -> AttachmentStore:
+        return parse_attachments_url(self.attachments_url)
 
     def origin_allowed(self, origin: str | None, own_origins: frozenset[str]) -> bool:
         """Non-browser clients send no Origin; browsers must come from an allowed one."""
@@ -149,6 +155,10 @@ def load(env: Mapping[str, str] | None = None, *, data_dir: Path = DEFAULT_DATA_
     log_format = env.get("MESSAGING_LOG_FORMAT", "auto")
     if log_format not in ("auto", "json", "console"):
         raise ConfigError(f"MESSAGING_LOG_FORMAT must be auto, json or console, got {log_format!r}")
+    attachments_url = (
+        env.get("MESSAGING_ATTACHMENTS_URL") or (data_dir / "attachments").resolve().as_uri()
+    )
+    parse_attachments_url(attachments_url)
     return Settings(
         database_url=database_url,
         migrate_database_url=env.get("MESSAGING_MIGRATE_DATABASE_URL") or database_url,
@@ -159,8 +169,8 @@ def load(env: Mapping[str, str] | None = None, *, data_dir: Path = DEFAULT_DATA_
         jwt_public_keys_file=Path(keys_file) if keys_file else None,
         admin_subjects=_set(env, "MESSAGING_ADMIN_SUBJECTS"),
         allowed_origins=_set(env, "MESSAGING_ALLOWED_ORIGINS"),
-        attachments_url=env.get("MESSAGING_ATTACHMENTS_URL")
-        or (data_dir / "attachments").resolve().as_uri(),
+        attachments_url=attachments_url,
+        clamd_url=_clamd_url(env),
         smtp_url=env.get("MESSAGING_SMTP_URL") or None,
         notify_delay_s=_float(env, "MESSAGING_NOTIFY_DELAY_S", 60.0),
         dev_login=_bool(env, "MESSAGING_DEV_LOGIN", False),
@@ -180,3 +190,80 @@ def _limits(env: Mapping[str, str]) -> Limits:
     if rate < 10 or burst < 10:
         raise ConfigError("MESSAGING_RATE_FRAMES_PER_S and MESSAGING_RATE_BURST must be >= 10")
     return replace(default, frames_per_s=rate, frames_burst=burst)
+
+
+# Attachments -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentStore:
+    """Where attachments are kept: `file` (a local folder) or `s3` (S3-compatible storage).
+
+    `file:///var/lib/messaging/attachments`
+    `s3://[ACCESS_KEY:SECRET_KEY@]bucket[/prefix]?endpoint=https://...&region=...`: without
+    keys in the URL, the usual AWS sources (AWS_ACCESS_KEY_ID ..., ~/.aws, instance role).
+    """
+
+    kind: str
+    path: Path | None = None
+    bucket: str = ""
+    prefix: str = ""
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+
+
+def parse_attachments_url(url: str) -> AttachmentStore:
+    """MESSAGING_ATTACHMENTS_URL, refused with the variable's name when unusable (a secret in
+    the URL is never repeated in the message)."""
+    name = "MESSAGING_ATTACHMENTS_URL"
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"{name} must be file:///absolute/folder, got {url!r}")
+        return AttachmentStore(kind="file", path=Path(unquote(parts.path)))
+    if parts.scheme != "s3":
+        raise ConfigError(f"{name} must start with file:// or s3://")
+    bucket = parts.hostname or ""
+    if not bucket:
+        raise ConfigError(f"{name}: an s3:// URL needs a bucket (s3://bucket?endpoint=...)")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"endpoint", "region"}
+    if unknown:
+        raise ConfigError(f"{name}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    endpoint = query.get("endpoint")
+    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise ConfigError(f"{name}: endpoint must be an http:// or https:// URL")
+    if (parts.username is None) != (parts.password is None):
+        raise ConfigError(f"{name}: give both the access key and the secret key, or neither")
+    return AttachmentStore(
+        kind="s3",
+        bucket=bucket,
+        prefix=parts.path.strip("/"),
+        endpoint=endpoint,
+        region=query.get("region", "us-east-1"),
+        access_key=unquote(parts.username) if parts.username is not None else None,
+        secret_key=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def _clamd_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("MESSAGING_CLAMD_URL") or None
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    tcp_ok = parts.scheme == "tcp" and parts.hostname and _port_of(parts) is not None
+    unix_ok = parts.scheme == "unix" and parts.path.startswith("/")
+    if not (tcp_ok or unix_ok):
+        raise ConfigError(
+            f"MESSAGING_CLAMD_URL must be tcp://host:port or unix:///path, got {raw!r}"
+        )
+    return raw
+
+
+def _port_of(parts: SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # not a number, or out of range
+        return None

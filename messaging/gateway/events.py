@@ -42,8 +42,12 @@ def event_frame(
         frame["cid"] = cid
         frame.setdefault("attachments", [])
         if redacted_by is not None:
+            # Nothing of what was withdrawn stays: a client may have derived its cid from the
+            # text, and a quote would point into what was removed.
             frame["body"] = None
             frame["attachments"] = []
+            frame["cid"] = None
+            frame.pop("reply_to", None)
             frame[redacted_by] = True
     if target is not None:
         frame["target"] = target

@@ -22,6 +22,7 @@ from messaging.domain.models import ConvFacts, ConvKind, TargetFacts
 from messaging.errors import ErrorCode, MessagingError
 from messaging.gateway.events import from_stored
 from messaging.protocol import frames
+from messaging.store import attachments as attachment_rows
 from messaging.store import conversations as convs
 from messaging.store.log import Append, Appended, read_range, read_since_many
 from messaging.store.pool import translated_errors
@@ -129,11 +130,14 @@ def _delete_rule(actor: str) -> Callable[[ConvFacts, TargetFacts | None], Denial
 
 
 async def on_send(conn: Connection, f: frames.Send) -> None:
-    if f.attachments:
-        # Attachments are their own capability (uploads checked by content, per-school switch);
-        # until it is in place, a message that names files is refused rather than half-sent.
-        raise MessagingError(ErrorCode.FEATURE_DISABLED, "attachments_unavailable")
     data: dict[str, Any] = {"attachments": []}
+    if f.attachments:
+        # Checked here for the event's fields and a clear refusal (a member, the school's
+        # switch on, the sender's own uploads); ownership is checked again under the
+        # conversation's lock by the append, which records the uses in the same transaction.
+        data["attachments"] = await attachment_rows.for_send(
+            conn.svc.pool, conn.user_id, f.conv, f.attachments
+        )
     if f.reply_to is not None:
         data["reply_to"] = f.reply_to
     item = Append(
@@ -148,6 +152,7 @@ async def on_send(conn: Connection, f: frames.Send) -> None:
         cid=f.cid,
         origin=conn.conn_id,
         lang=conn.user.locale if conn.user is not None else None,
+        attachments=f.attachments,
     )
     await _submit(
         conn, f.id, item, lambda ev: {"conv": ev.conv, "seq": ev.seq, "ts": frames.iso_utc(ev.ts)}
@@ -177,19 +182,22 @@ async def _submit(
     started = time.perf_counter()
     fut = conn.svc.batcher.submit(item)
 
-    async def answer() -> None:
-        try:
-            ev = await fut
-            conn.svc.metrics.send_commit.observe(time.perf_counter() - started)
-            conn.send_frame(frames.ok(request_id, **reply(ev)))
-        except MessagingError as exc:
+    def answer(done: asyncio.Future[Appended]) -> None:
+        conn.inflight.release()
+        conn.untrack(done)
+        if done.cancelled():
+            return
+        exc = done.exception()
+        if isinstance(exc, MessagingError):
             conn.reply_error(request_id, exc)
-        finally:
-            conn.inflight.release()
+        elif exc is not None:
+            conn.reply_error(request_id, MessagingError(ErrorCode.INTERNAL))
+        else:
+            conn.svc.metrics.send_commit.observe(time.perf_counter() - started)
+            conn.send_frame(frames.ok(request_id, **reply(done.result())))
 
-    task = asyncio.create_task(answer())
-    conn.waiters.add(task)
-    task.add_done_callback(conn.waiters.discard)
+    conn.track(fut)
+    fut.add_done_callback(answer)
 
 
 async def on_fetch(conn: Connection, f: frames.Fetch) -> None:

@@ -67,6 +67,27 @@ def _own_origins(websocket: WebSocket) -> frozenset[str]:
 
 
 class Connection:
+    # Slots and containers made on first use: an idle connection should cost almost nothing
+    # beyond its socket (loadtests/idle.py measures it against a bare Starlette server).
+    __slots__ = (
+        "_close_code",
+        "_closing",
+        "_held",
+        "_limiter",
+        "_outbox",
+        "_outbox_max",
+        "_task",
+        "_waiters",
+        "_writer",
+        "conn_id",
+        "encoding",
+        "inflight",
+        "svc",
+        "user",
+        "user_id",
+        "ws",
+    )
+
     def __init__(self, ws: WebSocket, encoding: Encoding, svc: Services) -> None:
         self.ws = ws
         self.encoding = encoding
@@ -75,7 +96,7 @@ class Connection:
         self.user_id = ""
         self.user: Person | None = None
         limits = svc.settings.limits
-        self._outbox: deque[EncodedFrame] = deque()
+        self._outbox: deque[EncodedFrame] | None = None
         self._outbox_max = limits.outbox_frames
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -85,9 +106,18 @@ class Connection:
         # covered by the snapshot are sent after it
         self._held: list[tuple[EncodedFrame, str | None, int | None]] | None = None
         self._limiter = FrameLimiter(TokenBucket(limits.frames_per_s, limits.frames_burst))
-        self._resume: dict[str, int] = {}
         self.inflight = asyncio.Semaphore(limits.inflight_sends)
-        self.waiters: set[asyncio.Task[None]] = set()
+        # sends queued for commit, answered by a callback when their commit is done
+        self._waiters: set[asyncio.Future[Any]] | None = None
+
+    def track(self, fut: asyncio.Future[Any]) -> None:
+        if self._waiters is None:
+            self._waiters = set()
+        self._waiters.add(fut)
+
+    def untrack(self, fut: asyncio.Future[Any]) -> None:
+        if self._waiters is not None:
+            self._waiters.discard(fut)
 
     # Delivery (called by the hub and by request handlers, never blocks) --------------------------
 
@@ -107,7 +137,9 @@ class Connection:
         self.deliver(EncodedFrame(frame), None, None)
 
     def _enqueue(self, frame: EncodedFrame) -> None:
-        if len(self._outbox) >= self._outbox_max:
+        if self._outbox is None:
+            self._outbox = deque()
+        elif len(self._outbox) >= self._outbox_max:
             self.svc.metrics.slow_consumers.inc()
             self.close_soon(CloseCode.SLOW_CONSUMER)
             return
@@ -127,6 +159,9 @@ class Connection:
                 self.svc.metrics.frames_out.inc()
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.close_soon(CloseCode.NORMAL)
+        except ValueError:  # a bus payload that does not decode: a bug, never the client's
+            log.exception("ws_frame_undeliverable")
+            self.close_soon(CloseCode.INTERNAL)
         finally:
             self._writer = None
 
@@ -165,22 +200,24 @@ class Connection:
     async def _settle_sends(self) -> None:
         """Sends already queued for commit are answered before the close (a drain, a kick), so
         that nothing stored goes unacknowledged; unless the client is gone or not reading."""
-        if self.waiters and self._close_code not in (CloseCode.NORMAL, CloseCode.SLOW_CONSUMER):
-            await asyncio.wait(list(self.waiters), timeout=CLOSE_WAIT_S)
-        for waiter in list(self.waiters):
+        waiters = list(self._waiters or ())
+        if waiters and self._close_code not in (CloseCode.NORMAL, CloseCode.SLOW_CONSUMER):
+            await asyncio.wait(waiters, timeout=CLOSE_WAIT_S)
+        for waiter in waiters:
             waiter.cancel()
 
     async def _run(self) -> None:
-        person = await self._hello()
-        if person is None:
+        hello = await self._hello()
+        if hello is None:
             return
+        person, resume = hello
         self.user, self.user_id = person, person.id
         structlog.contextvars.bind_contextvars(user_id=person.id)
         self._held = []
         await self.svc.hub.attach(self)
         self.svc.metrics.connections.inc()
         try:
-            await self._ready()
+            await self._ready(resume)
             await self._read_loop()
         finally:
             self.svc.metrics.connections.dec()
@@ -214,7 +251,7 @@ class Connection:
             data = message.get("text", "")
         return decode(data, self.encoding)
 
-    async def _hello(self) -> Person | None:
+    async def _hello(self) -> tuple[Person, dict[str, int]] | None:
         timeouts = self.svc.settings.timeouts
         try:
             raw = await asyncio.wait_for(self._receive(), timeouts.hello_s)
@@ -248,12 +285,11 @@ class Connection:
             log.info("ws_account_refused", user_id=claims.sub)
             self.close_soon(CloseCode.REVOKED)
             return None
-        self._resume = hello.resume_map()
-        return person
+        return person, hello.resume_map()
 
-    async def _ready(self) -> None:
+    async def _ready(self, resume: dict[str, int]) -> None:
         assert self.user is not None
-        ready_frame, events, covered = await session.ready(self, self._resume)
+        ready_frame, events, covered = await session.ready(self, resume)
         held = self._held or []
         self._held = None
         self.send_frame(ready_frame)

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from messaging.i18n import core, protocol, rules
+from messaging.i18n import attachments, audit, core, protocol, rules
 
-_CATALOG: dict[str, tuple[str, str]] = {**core.TEXTS, **protocol.TEXTS, **rules.TEXTS}
+_CATALOG: dict[str, tuple[str, str]] = {
+    **core.TEXTS,
+    **protocol.TEXTS,
+    **rules.TEXTS,
+    **audit.TEXTS,
+    **attachments.TEXTS,
+}
 
 LOCALES = ("fr", "en")
 

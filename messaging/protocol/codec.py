@@ -171,26 +171,36 @@ class EncodedFrame:
     The frame must not be mutated after the first `get`.
     """
 
-    __slots__ = ("_json", "_msgpack", "frame")
+    __slots__ = ("_frame", "_json", "_msgpack")
 
     def __init__(self, frame: Mapping[str, Any]) -> None:
-        self.frame = frame
+        self._frame: Mapping[str, Any] | None = frame
         self._json: str | None = None
         self._msgpack: bytes | None = None
 
     @classmethod
     def from_msgpack(cls, payload: bytes) -> EncodedFrame:
-        """A frame that arrives already in msgpack (from the bus), kept as is for msgpack sockets.
+        """A frame that arrives already in msgpack (from the bus), kept as is for msgpack sockets
+        and decoded only if a JSON socket or a reader of `frame` needs it.
 
         The payload is trusted (made by `msgpack()` on another process) and not held to client
-        limits; anything but a msgpack map raises ValueError.
+        limits; anything but a msgpack map raises ValueError when it is decoded.
         """
-        frame = msgpack.unpackb(payload, raw=False)
-        if type(frame) is not dict:
-            raise ValueError("an encoded frame must be a msgpack map")
-        encoded = cls(frame)
+        encoded = cls.__new__(cls)
+        encoded._frame = None
+        encoded._json = None
         encoded._msgpack = payload
         return encoded
+
+    @property
+    def frame(self) -> Mapping[str, Any]:
+        if self._frame is None:
+            assert self._msgpack is not None
+            frame = msgpack.unpackb(self._msgpack, raw=False)
+            if type(frame) is not dict:
+                raise ValueError("an encoded frame must be a msgpack map")
+            self._frame = frame
+        return self._frame
 
     def get(self, encoding: Encoding) -> bytes | str:
         """The frame in `encoding`, encoded on first use."""

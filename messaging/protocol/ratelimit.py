@@ -105,10 +105,13 @@ class FrameLimiter:
 
     def __init__(self, bucket: TokenBucket | None = None, guard: FloodGuard | None = None) -> None:
         self.bucket = bucket if bucket is not None else TokenBucket()
-        self.guard = guard if guard is not None else FloodGuard()
+        # made at the first refusal: most connections never need one (memory per connection)
+        self.guard = guard
 
     def admit(self, now: float, cost: float = 1.0) -> Verdict:
         """The verdict for one frame received at `now`."""
         if self.bucket.take(now, cost):
             return Verdict.ACCEPT
+        if self.guard is None:
+            self.guard = FloodGuard()
         return Verdict.CLOSE if self.guard.refused(now) else Verdict.REFUSE

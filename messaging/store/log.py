@@ -20,6 +20,7 @@ from messaging.domain.authz import Denial
 from messaging.domain.chain import GENESIS, event_hash
 from messaging.domain.models import ConvFacts, ConvKind, TargetFacts
 from messaging.errors import ErrorCode
+from messaging.store.attachments import owners_for_update, record_uses
 
 Rule = Callable[[ConvFacts, TargetFacts | None], Denial | None]
 
@@ -49,6 +50,8 @@ class Append:
     origin: str | None = None
     # the language a message is written in ('fr' or 'en'), for text search
     lang: str | None = None
+    # uploads this message carries: each must be the actor's own (checked under lock)
+    attachments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +79,19 @@ Outcome = Appended | Denial
 
 
 async def append_batch(conn: asyncpg.Connection, items: Sequence[Append]) -> list[Outcome]:
-    """Append `items` in order inside the caller's transaction; one outcome per item."""
-    conv_ids = sorted({i.conv for i in items})
-    facts, chains = await _lock(conn, conv_ids)
-    stored_cids = await _stored_cids(conn, [i for i in items if i.cid is not None])
-    targets = await _targets(conn, [i for i in items if i.target is not None])
+    """Append `items` in order inside the caller's transaction; one outcome per item.
+
+    Two round trips: `append_facts` locks the conversations and reads what the rules need,
+    then one statement inserts the accepted events and moves the conversations' heads.
+    """
+    facts, chains, stored_cids, targets = await _lock_and_read(conn, items)
+    # only messages with attachments pay this round trip (and the one of record_uses)
+    owners = await owners_for_update(conn, sorted({a for i in items for a in i.attachments}))
     now = datetime.now(UTC)
     outcomes: list[Outcome] = []
     rows: list[tuple[Any, ...]] = []
     for item in items:
-        outcome = _decide(item, facts, stored_cids, targets)
+        outcome = _decide(item, facts, stored_cids, targets, owners)
         if isinstance(outcome, Appended) and not outcome.duplicate:
             prev, last_ts = chains[item.conv]
             ts = now if last_ts is None or now > last_ts else last_ts
@@ -128,25 +134,34 @@ async def append_batch(conn: asyncpg.Connection, items: Sequence[Append]) -> lis
         for o in outcomes
     ]
     if rows:
-        await conn.execute(
-            """INSERT INTO events (conv, seq, kind, actor, body, data, target, cid, lang, ts, hash)
-               SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],
-                                    $5::text[], $6::jsonb[], $7::bigint[], $8::text[],
-                                    $9::text[], $10::timestamptz[], $11::bytea[])""",
-            *map(list, zip(*rows, strict=True)),
-        )
         changed = [f for f in facts.values() if f.id in {r[0] for r in rows}]
         await conn.execute(
-            """UPDATE conversations c SET last_seq = v.last_seq, locked = v.locked,
+            """WITH appended AS (
+                   INSERT INTO events (conv, seq, kind, actor, body, data, target, cid, lang,
+                                       ts, hash)
+                   SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],
+                                        $5::text[], $6::jsonb[], $7::bigint[], $8::text[],
+                                        $9::text[], $10::timestamptz[], $11::bytea[]))
+               UPDATE conversations c SET last_seq = v.last_seq, locked = v.locked,
                       last_hash = v.last_hash, last_ts = v.last_ts
-               FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::bytea[],
-                           $5::timestamptz[]) AS v(id, last_seq, locked, last_hash, last_ts)
+               FROM unnest($12::text[], $13::bigint[], $14::boolean[], $15::bytea[],
+                           $16::timestamptz[]) AS v(id, last_seq, locked, last_hash, last_ts)
                WHERE c.id = v.id""",
+            *map(list, zip(*rows, strict=True)),
             [f.id for f in changed],
             [f.last_seq for f in changed],
             [f.locked for f in changed],
             [chains[f.id][0] for f in changed],
             [chains[f.id][1] for f in changed],
+        )
+        await record_uses(
+            conn,
+            [
+                (a, o.conv, o.seq)
+                for item, o in zip(items, outcomes, strict=True)
+                if isinstance(o, Appended) and not o.duplicate
+                for a in item.attachments
+            ],
         )
     return outcomes
 
@@ -159,6 +174,7 @@ def _decide(
     facts: dict[str, ConvFacts],
     stored_cids: dict[tuple[str, str, str], tuple[int, datetime, str | None]],
     targets: dict[tuple[str, int], TargetFacts],
+    owners: dict[str, str],
 ) -> Outcome:
     conv = facts.get(item.conv)
     if conv is None:
@@ -174,6 +190,8 @@ def _decide(
     denial = item.rule(conv, target)
     if denial is not None:
         return denial
+    if any(owners.get(a) != item.actor for a in item.attachments):
+        return Denial(ErrorCode.NOT_FOUND, "attachment_unknown")
     seq = conv.last_seq + 1
     locked = conv.locked if item.sets_locked is None else item.sets_locked
     conv = replace(conv, last_seq=seq, locked=locked)
@@ -207,73 +225,61 @@ def _appended(
 
 
 async def lock_conversations(conn: asyncpg.Connection, conv_ids: list[str]) -> dict[str, ConvFacts]:
-    """Lock these conversations' rows (in id order) and return their facts."""
-    return (await _lock(conn, conv_ids))[0]
+    """Lock these conversations' rows (in id order) and return their facts.
+
+    FOR NO KEY UPDATE: appends to a conversation serialise, while rows that merely reference
+    it (members, audit records) are not held up.
+    """
+    rows = await conn.fetch(
+        "SELECT * FROM append_facts($1::text[], '{}', '{}', '{}', '{}', '{}')", conv_ids
+    )
+    return {r["id"]: _facts(r) for r in rows}
 
 
 Chain = tuple[bytes, datetime | None]
+StoredCids = dict[tuple[str, str, str], tuple[int, datetime, str | None]]
 
 
-async def _lock(
-    conn: asyncpg.Connection, conv_ids: list[str]
-) -> tuple[dict[str, ConvFacts], dict[str, Chain]]:
-    rows = await conn.fetch(
-        """SELECT id, school, kind, locked, last_seq, owner, last_hash, last_ts,
-                  ARRAY(SELECT m.user_id FROM members m
-                        WHERE m.conv = c.id AND m.left_at IS NULL) AS members
-           FROM conversations c WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE""",
-        conv_ids,
+def _facts(r: asyncpg.Record) -> ConvFacts:
+    return ConvFacts(
+        id=r["id"],
+        school=r["school"],
+        kind=ConvKind(r["kind"]),
+        locked=r["locked"],
+        last_seq=r["last_seq"],
+        owner=r["owner"],
+        members=frozenset(r["members"]),
     )
-    facts = {
-        r["id"]: ConvFacts(
-            id=r["id"],
-            school=r["school"],
-            kind=ConvKind(r["kind"]),
-            locked=r["locked"],
-            last_seq=r["last_seq"],
-            owner=r["owner"],
-            members=frozenset(r["members"]),
-        )
-        for r in rows
-    }
-    chains = {r["id"]: (r["last_hash"] or GENESIS, r["last_ts"]) for r in rows}
-    return facts, chains
 
 
-async def _stored_cids(
-    conn: asyncpg.Connection, items: list[Append]
-) -> dict[tuple[str, str, str], tuple[int, datetime, str | None]]:
-    if not items:
-        return {}
+async def _lock_and_read(
+    conn: asyncpg.Connection, items: Sequence[Append]
+) -> tuple[dict[str, ConvFacts], dict[str, Chain], StoredCids, dict[tuple[str, int], TargetFacts]]:
+    with_cid = [i for i in items if i.cid is not None]
+    with_target = [i for i in items if i.target is not None]
     rows = await conn.fetch(
-        """SELECT e.conv, e.actor, e.cid, e.seq, e.ts, e.body FROM events e
-           JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(conv, actor, cid)
-             ON e.conv = k.conv AND e.actor = k.actor AND e.cid = k.cid""",
-        [i.conv for i in items],
-        [i.actor for i in items],
-        [i.cid for i in items],
+        "SELECT * FROM append_facts($1::text[], $2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::bigint[])",
+        sorted({i.conv for i in items}),
+        [i.conv for i in with_cid],
+        [i.actor for i in with_cid],
+        [i.cid for i in with_cid],
+        [i.conv for i in with_target],
+        [i.target for i in with_target],
     )
-    return {(r["conv"], r["actor"], r["cid"]): (r["seq"], r["ts"], r["body"]) for r in rows}
-
-
-async def _targets(
-    conn: asyncpg.Connection, items: list[Append]
-) -> dict[tuple[str, int], TargetFacts]:
-    if not items:
-        return {}
-    rows = await conn.fetch(
-        """SELECT e.conv, e.seq, e.kind, e.actor,
-                  EXISTS (SELECT 1 FROM events r WHERE r.conv = e.conv AND r.target = e.seq
-                          AND r.kind IN ('deleted', 'removed')) AS redacted
-           FROM events e JOIN unnest($1::text[], $2::bigint[]) AS k(conv, seq)
-             ON e.conv = k.conv AND e.seq = k.seq""",
-        [i.conv for i in items],
-        [i.target for i in items],
-    )
-    return {
-        (r["conv"], r["seq"]): TargetFacts(r["seq"], r["kind"], r["actor"], r["redacted"])
-        for r in rows
-    }
+    facts: dict[str, ConvFacts] = {}
+    chains: dict[str, Chain] = {}
+    stored: StoredCids = {}
+    targets: dict[tuple[str, int], TargetFacts] = {}
+    for r in rows:
+        conv = r["id"]
+        facts[conv] = _facts(r)
+        chains[conv] = (r["last_hash"] or GENESIS, r["last_ts"])
+        for actor, cid, seq, ts, body in r["stored"] or ():
+            stored[(conv, actor, cid)] = (seq, datetime.fromisoformat(ts), body)
+        for seq, kind, actor, redacted in r["targets"] or ():
+            targets[(conv, seq)] = TargetFacts(seq, kind, actor, redacted)
+    return facts, chains, stored, targets
 
 
 # Reading ----------------------------------------------------------------------------------------

@@ -32,6 +32,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset on release: the service never leaves session state on a pooled connection
+    (no SET, LISTEN, session advisory locks or open cursors outside a transaction), so the
+    reset query asyncpg would send each time is a round trip for nothing."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections decode jsonb to Python values."""
     try:
@@ -40,6 +46,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            reset=_keep_session,
             command_timeout=30,
         )
     except (OSError, asyncpg.PostgresError) as exc:
@@ -91,6 +98,11 @@ GRANT SELECT, INSERT, UPDATE ON schools, class_groups, users, staff_roles, stude
     parent_children, conversations, members TO {role};
 GRANT DELETE ON staff_roles, parent_children TO {role};
 REVOKE UPDATE, DELETE, TRUNCATE ON events FROM {role};
+GRANT SELECT, INSERT ON audit_reads TO {role};
+GRANT USAGE ON SEQUENCE audit_reads_id_seq TO {role};
+REVOKE UPDATE, DELETE, TRUNCATE ON audit_reads FROM {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON attachments TO {role};
+GRANT SELECT, INSERT ON attachment_uses TO {role};
 """
 
 
