@@ -37,7 +37,7 @@ run: .venv ## Start Postgres+Redis under .data/, migrate, load a demo school, se
 	$(BIN)/messaging dev
 
 test: .venv ## Install missing server packages (root on Debian), lint, then run pytest
-	$(BIN)/python -m messaging.devservices --ensure-packages
+	$(BIN)/python -m messaging.devservices --ensure-packages --with-test-servers
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -166,7 +166,20 @@ def _redis_server_path() -> Path | None:
     return None
 
 
-def _missing_packages() -> dict[str, str]:
+# Servers only the test suite runs against (never `make run`): Debian package -> its program.
+TEST_SERVER_PACKAGES: dict[str, tuple[str, str]] = {
+    "clamav-daemon": ("clamd", "/usr/sbin/clamd"),
+}
+
+
+def _program(name: str, fallback: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    return fallback if os.access(fallback, os.X_OK) else None
+
+
+def _missing_packages(with_test_servers: bool = False) -> dict[str, str]:
     """Debian package name -> what is missing, for each server that cannot be found."""
     missing: dict[str, str] = {}
     if _postgres_bindir() is None:
@@ -174,23 +187,28 @@ def _missing_packages() -> dict[str, str]:
         missing["postgresql"] = f"the PostgreSQL server programs ({programs})"
     if _redis_server_path() is None:
         missing["redis-server"] = "the Redis server program (redis-server)"
+    if with_test_servers:
+        for package, (program, fallback) in TEST_SERVER_PACKAGES.items():
+            if _program(program, fallback) is None:
+                missing[package] = f"{program} (Debian package {package})"
     return missing
 
 
-def ensure_server_packages() -> None:
-    """Make sure PostgreSQL and Redis server programs are installed.
+def ensure_server_packages(*, with_test_servers: bool = False) -> None:
+    """Make sure PostgreSQL and Redis server programs (and, for the test suite, the other
+    servers it starts) are installed.
 
     When some are missing and this process is root on Debian, runs `apt-get update` once and
     `apt-get install -y` for the missing packages. Otherwise raises `DevServiceError` naming what
     is missing and how to install it.
     """
-    missing = _missing_packages()
+    missing = _missing_packages(with_test_servers)
     if not missing:
         return
     what = " and ".join(missing.values())
     if os.geteuid() == 0 and Path("/etc/debian_version").is_file() and shutil.which("apt-get"):
         _apt_install(sorted(missing))
-        still_missing = _missing_packages()
+        still_missing = _missing_packages(with_test_servers)
         if still_missing:
             raise DevServiceError(
                 f"apt-get installed {', '.join(sorted(missing))} but "
@@ -198,7 +216,7 @@ def ensure_server_packages() -> None:
                 "(looked on PATH and in /usr/lib/postgresql/*/bin)"
             )
         return
-    brew = " ".join(_BREW_FORMULAE[package] for package in sorted(missing))
+    brew = " ".join(_BREW_FORMULAE.get(package, package) for package in sorted(missing))
     raise DevServiceError(
         f"missing {what}. Install and retry: on Debian/Ubuntu "
         f"`sudo apt-get install -y {' '.join(sorted(missing))}`; on macOS `brew install {brew}`. "
@@ -1088,13 +1106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="install missing PostgreSQL/Redis server packages (root on Debian), else explain",
     )
+    parser.add_argument(
+        "--with-test-servers",
+        action="store_true",
+        help="also the servers only the test suite starts: "
+        + ", ".join(sorted(TEST_SERVER_PACKAGES)),
+    )
     args = parser.parse_args(argv)
     if not args.ensure_packages:
         parser.print_usage(sys.stderr)
         print("nothing to do: pass --ensure-packages", file=sys.stderr)
         return 2
     try:
-        ensure_server_packages()
+        ensure_server_packages(with_test_servers=args.with_test_servers)
     except DevServiceError as exc:
         print(f"devservices: error: {exc}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from messaging.devservices import free_port
+from messaging.devservices import DevServiceError, ensure_server_packages, free_port
 from tests.attachments.corpus import EICAR
 
 CLAMD_PACKAGE = "clamav-daemon"
@@ -40,17 +40,16 @@ def ensure_clamd() -> Path:
     path = clamd_path()
     if path is not None:
         return path
-    if os.geteuid() == 0 and Path("/etc/debian_version").is_file() and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (
-            ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-q", "update"],
-            ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-q", "install", "-y", CLAMD_PACKAGE],
-        ):
-            subprocess.run(command, env=env, stdin=subprocess.DEVNULL, check=True, timeout=900)
-        path = clamd_path()
-        if path is not None:
-            return path
-    raise ServerMissing(f"clamd not found: install Debian's {CLAMD_PACKAGE} (apt-get install -y)")
+    try:
+        ensure_server_packages(with_test_servers=True)
+    except DevServiceError as exc:
+        raise ServerMissing(str(exc)) from exc
+    path = clamd_path()
+    if path is None:
+        raise ServerMissing(
+            f"clamd not found: install Debian's {CLAMD_PACKAGE} (apt-get install -y)"
+        )
+    return path
 
 
 def weed_path() -> Path:
