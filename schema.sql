@@ -290,3 +290,35 @@ CREATE INDEX IF NOT EXISTS attachment_uses_conv ON attachment_uses (conv, seq);
 -- Rights of the service's role, granted by `migrate`: SELECT, INSERT, UPDATE, DELETE on
 -- attachments (DELETE for the orphan cleanup); SELECT, INSERT on attachment_uses.
 REVOKE ALL ON attachments, attachment_uses FROM PUBLIC;
+
+-- Broadcasts ------------------------------------------------------------------------------------
+-- A bulk send. Sent at once or held until send_at, then it is a conversation of kind broadcast
+-- (conv) with one membership row per recipient. Its statistics come from those rows.
+
+CREATE TABLE IF NOT EXISTS broadcasts (
+    id              text PRIMARY KEY,
+    school          text NOT NULL REFERENCES schools(id),
+    sender          text NOT NULL REFERENCES users(id),
+    conv            text REFERENCES conversations(id),
+    audience        jsonb NOT NULL,
+    body            text NOT NULL,
+    body_en         text,
+    attachments     jsonb NOT NULL DEFAULT '[]'::jsonb,
+    replies         text NOT NULL CHECK (replies IN ('private', 'none')),
+    send_at         timestamptz,
+    state           text NOT NULL CHECK (state IN ('scheduled', 'sent', 'cancelled')),
+    idempotency_key text,
+    -- at creation (scheduled) or when sent
+    recipients      integer NOT NULL DEFAULT 0,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    sent_at         timestamptz,
+    cancelled_at    timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS broadcasts_idempotency
+    ON broadcasts (sender, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS broadcasts_due ON broadcasts (send_at) WHERE state = 'scheduled';
+CREATE INDEX IF NOT EXISTS broadcasts_school ON broadcasts (school, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS broadcasts_conv ON broadcasts (conv) WHERE conv IS NOT NULL;
+
+-- when a broadcast's message first reached the member (a live socket, a fetch or a resume)
+ALTER TABLE members ADD COLUMN IF NOT EXISTS delivered_at timestamptz;

@@ -127,7 +127,7 @@ def _int_param(request: Request, name: str, lo: int, hi: int) -> int | None:
 
 
 async def events(request: Request, svc: Services, subject: str) -> Response:
-    await _person(svc, subject)
+    person = await _person(svc, subject)
     conv_id = request.path_params["conv"]
     after = _int_param(request, "after", 0, 2**53)
     before = _int_param(request, "before", 1, 2**53)
@@ -140,7 +140,10 @@ async def events(request: Request, svc: Services, subject: str) -> Response:
         assert facts is not None
         found, more = await read_range(db, conv_id, after=after, before=before, limit=limit)
     return ORJSONResponse(
-        {"events": [from_stored(ev, subject, facts.kind) for ev in found], "more": more}
+        {
+            "events": [from_stored(ev, subject, facts.kind, person.locale) for ev in found],
+            "more": more,
+        }
     )
 
 

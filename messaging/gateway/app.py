@@ -15,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from messaging.bus.hub import Hub
+from messaging.bus.hub import FANOUT_CHANNEL, Hub
 from messaging.bus.redis import RedisBus
 from messaging.config import Settings
-from messaging.gateway import api, attachments_api, audit_api, health, socket
+from messaging.gateway import api, attachments_api, audit_api, broadcasts_api, health, socket
 from messaging.gateway.auth import TokenVerifier
+from messaging.gateway.delivery import DeliveryTracker
 from messaging.gateway.metrics import Metrics
 from messaging.gateway.services import Services
 from messaging.protocol.frames import resync
@@ -67,6 +68,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         retry_max_s=settings.timeouts.redis_retry_max_s,
     )
     hub.bus = bus
+    await bus.subscribe(FANOUT_CHANNEL)
+    deliveries = DeliveryTracker(pool)
+    hub.on_delivered = deliveries.add
     services: Services
 
     def on_commit(events: list) -> None:  # type: ignore[type-arg]
@@ -84,10 +88,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         batcher=batcher,
         verifier=_verifier(settings),
         metrics=metrics,
+        deliveries=deliveries,
     )
     app.state.services = services
-    tasks = [asyncio.create_task(bus.run()), asyncio.create_task(batcher.run())]
-    for task, name in zip(tasks, ("bus", "batcher"), strict=True):
+    tasks = [
+        asyncio.create_task(bus.run()),
+        asyncio.create_task(batcher.run()),
+        asyncio.create_task(deliveries.run()),
+    ]
+    for task, name in zip(tasks, ("bus", "batcher", "deliveries"), strict=True):
         _supervise(task, name)
     # Everything allocated so far lives as long as the process: keep it out of the collector's
     # scans, and collect the young generation less often (a busy gateway allocates a lot of
@@ -102,6 +111,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await deliveries.flush()
         await bus.aclose()
         await pool.close()
         log.info("gateway_stopped", gateway=services.gateway_id)
@@ -129,6 +139,7 @@ def create_app(settings: Settings) -> Starlette:
             *api.routes,
             *audit_api.routes,
             *attachments_api.routes,
+            *broadcasts_api.routes,
         ],
         lifespan=lifespan,
     )

@@ -68,7 +68,9 @@ def from_appended(ev: Appended) -> dict[str, Any]:
     )
 
 
-def from_stored(ev: StoredEvent, viewer: str, conv_kind: ConvKind | None = None) -> dict[str, Any]:
+def from_stored(
+    ev: StoredEvent, viewer: str, conv_kind: ConvKind | None = None, locale: str | None = None
+) -> dict[str, Any]:
     frame = event_frame(
         conv=ev.conv,
         seq=ev.seq,
@@ -81,14 +83,30 @@ def from_stored(ev: StoredEvent, viewer: str, conv_kind: ConvKind | None = None)
         cid=ev.cid,
         redacted_by=ev.redacted_by,
     )
-    return for_viewer(frame, viewer, conv_kind)
+    return for_viewer(frame, viewer, conv_kind, locale)
 
 
 def for_viewer(
-    frame: dict[str, Any], viewer: str, conv_kind: ConvKind | str | None
+    frame: dict[str, Any],
+    viewer: str,
+    conv_kind: ConvKind | str | None,
+    locale: str | None = None,
 ) -> dict[str, Any]:
-    """A broadcast's recipients never learn of each other: its `created` event lists the
-    sender alone to them."""
-    if conv_kind == ConvKind.BROADCAST and frame["kind"] == "created" and viewer != frame["actor"]:
+    """What one member sees of a broadcast: its recipients never learn of each other (the
+    `created` event lists the sender alone), and each reads the message in their language
+    (`body_en` for English-speaking parents when the sender wrote one), with `lang`. The sender
+    sees both texts."""
+    if conv_kind != ConvKind.BROADCAST or viewer == frame["actor"]:
+        return frame
+    if frame["kind"] == "created":
         return {**frame, "members": [frame["actor"]]}
+    if frame["kind"] == "message" and "body_en" in frame:
+        body_en = frame["body_en"]
+        shown = {k: v for k, v in frame.items() if k != "body_en"}
+        if locale == "en" and body_en is not None and frame["body"] is not None:
+            shown["body"] = body_en
+            shown["lang"] = "en"
+        else:
+            shown["lang"] = "fr"
+        return shown
     return frame

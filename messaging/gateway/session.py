@@ -23,6 +23,7 @@ from messaging.errors import ErrorCode, MessagingError
 from messaging.gateway.events import from_stored
 from messaging.protocol import frames
 from messaging.store import attachments as attachment_rows
+from messaging.store import broadcasts
 from messaging.store import conversations as convs
 from messaging.store.log import Append, Appended, read_range, read_since_many
 from messaging.store.pool import translated_errors
@@ -58,8 +59,16 @@ async def ready(
         "conversations": conversations,
         "server_time": frames.iso_utc(datetime.now(UTC)),
     }
-    events = [from_stored(ev, user_id, ConvKind(kinds[ev.conv])) for ev in missed]
+    locale = _locale(conn)
+    events = [from_stored(ev, user_id, ConvKind(kinds[ev.conv]), locale) for ev in missed]
+    for ev in missed:
+        if kinds[ev.conv] == ConvKind.BROADCAST.value and ev.kind == "message":
+            svc.deliveries.add(ev.conv, user_id)
     return frame, events, covered
+
+
+def _locale(conn: Connection) -> str | None:
+    return conn.user.locale if conn.user is not None else None
 
 
 def _raise_denial(denial: Denial | None) -> None:
@@ -130,18 +139,26 @@ def _delete_rule(actor: str) -> Callable[[ConvFacts, TargetFacts | None], Denial
 
 
 async def on_send(conn: Connection, f: frames.Send) -> None:
-    data: dict[str, Any] = {"attachments": []}
+    conv, data = f.conv, dict[str, Any]()
+    kind, owner = await conn.svc.conv_kind(f.conv)
+    if kind is ConvKind.BROADCAST and owner != conn.user_id:
+        # A recipient answering a bulk send: the reply goes privately to its sender, quoting it.
+        assert conn.user is not None
+        target = await broadcasts.reply_target(conn.svc.pool, conn.user, f.conv)
+        _publish(conn, target.events)
+        conv, data = target.conv, {"quote": target.quote}
+    data["attachments"] = []
     if f.attachments:
         # Checked here for the event's fields and a clear refusal (a member, the school's
         # switch on, the sender's own uploads); ownership is checked again under the
         # conversation's lock by the append, which records the uses in the same transaction.
         data["attachments"] = await attachment_rows.for_send(
-            conn.svc.pool, conn.user_id, f.conv, f.attachments
+            conn.svc.pool, conn.user_id, conv, f.attachments
         )
     if f.reply_to is not None:
         data["reply_to"] = f.reply_to
     item = Append(
-        conv=f.conv,
+        conv=conv,
         actor=conn.user_id,
         kind="message",
         rule=_post_rule(conn.user_id)
@@ -205,10 +222,12 @@ async def on_fetch(conn: Connection, f: frames.Fetch) -> None:
     _raise_denial(authz.may_read(facts, conn.user_id))
     async with translated_errors(), conn.svc.pool.acquire() as db:
         events, more = await read_range(db, f.conv, after=f.after, before=f.before, limit=f.limit)
+    if facts.kind == ConvKind.BROADCAST and any(ev.kind == "message" for ev in events):
+        conn.svc.deliveries.add(f.conv, conn.user_id)
     conn.send_frame(
         frames.ok(
             f.id,
-            events=[from_stored(ev, conn.user_id, facts.kind) for ev in events],
+            events=[from_stored(ev, conn.user_id, facts.kind, _locale(conn)) for ev in events],
             more=more,
         )
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from messaging.i18n import attachments, audit, core, protocol, rules
+from messaging.i18n import attachments, audit, broadcasts, core, protocol, rules
 
 _CATALOG: dict[str, tuple[str, str]] = {
     **core.TEXTS,
@@ -16,6 +16,7 @@ _CATALOG: dict[str, tuple[str, str]] = {
     **rules.TEXTS,
     **audit.TEXTS,
     **attachments.TEXTS,
+    **broadcasts.TEXTS,
 }
 
 LOCALES = ("fr", "en")

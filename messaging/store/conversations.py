@@ -78,42 +78,57 @@ async def open_conversation(
         denial = authz.may_open(creator, others, school, group=group)
         if denial is not None:
             _raise(denial)
-        everyone = [creator, *others]
-        direct_key = None if group else "|".join([school_id, *sorted(p.id for p in everyone)])
-        conv_id = new_conv_id()
-        inserted = await conn.fetchval(
-            """INSERT INTO conversations (id, school, kind, title, owner, direct_key)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (direct_key) DO NOTHING RETURNING id""",
-            conv_id,
-            school_id,
-            ConvKind.GROUP.value if group else ConvKind.DIRECT.value,
-            title,
-            creator.id,
-            direct_key,
+        return await create_in(conn, creator, others, school_id, title, group=group)
+
+
+async def create_in(
+    conn: asyncpg.Connection,
+    creator: Person,
+    others: Sequence[Person],
+    school_id: str,
+    title: str | None,
+    *,
+    group: bool,
+) -> Opened:
+    """Create the conversation inside the caller's transaction, once its rule has passed; a
+    direct conversation that exists already is returned as it is."""
+    everyone = [creator, *others]
+    direct_key = None if group else "|".join([school_id, *sorted(p.id for p in everyone)])
+    kind = ConvKind.GROUP if group else ConvKind.DIRECT
+    conv_id = new_conv_id()
+    inserted = await conn.fetchval(
+        """INSERT INTO conversations (id, school, kind, title, owner, direct_key)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (direct_key) DO NOTHING RETURNING id""",
+        conv_id,
+        school_id,
+        kind.value,
+        title,
+        creator.id,
+        direct_key,
+    )
+    if inserted is None:
+        existing = await conn.fetchval(
+            "SELECT id FROM conversations WHERE direct_key = $1", direct_key
         )
-        if inserted is None:
-            existing = await conn.fetchval(
-                "SELECT id FROM conversations WHERE direct_key = $1", direct_key
-            )
-            return Opened(conv=existing, created=False, events=())
-        await conn.executemany(
-            "INSERT INTO members (conv, user_id, role) VALUES ($1, $2, $3)",
-            [(conv_id, p.id, _member_role(p)) for p in everyone],
-        )
-        created = Append(
-            conv=conv_id,
-            actor=creator.id,
-            kind="created",
-            rule=accept,
-            data={
-                "title": title,
-                "members": [p.id for p in everyone],
-                "school": school_id,
-                "conv_kind": ConvKind.GROUP.value if group else ConvKind.DIRECT.value,
-            },
-        )
-        events = _only(await append_batch(conn, [created]))
-        return Opened(conv=conv_id, created=True, events=tuple(events))
+        return Opened(conv=existing, created=False, events=())
+    await conn.executemany(
+        "INSERT INTO members (conv, user_id, role) VALUES ($1, $2, $3)",
+        [(conv_id, p.id, _member_role(p)) for p in everyone],
+    )
+    created = Append(
+        conv=conv_id,
+        actor=creator.id,
+        kind="created",
+        rule=accept,
+        data={
+            "title": title,
+            "members": [p.id for p in everyone],
+            "school": school_id,
+            "conv_kind": kind.value,
+        },
+    )
+    events = _only(await append_batch(conn, [created]))
+    return Opened(conv=conv_id, created=True, events=tuple(events))
 
 
 def _member_role(person: Person) -> str:

@@ -103,6 +103,7 @@ GRANT USAGE ON SEQUENCE audit_reads_id_seq TO {role};
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_reads FROM {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON attachments TO {role};
 GRANT SELECT, INSERT ON attachment_uses TO {role};
+GRANT SELECT, INSERT, UPDATE ON broadcasts TO {role};
 """
 
 
