@@ -272,11 +272,12 @@ async def facts_of(conn: asyncpg.Connection, conv_id: str) -> ConvFacts | None:
 
 
 async def conversations_of(conn: asyncpg.Connection, user_id: str) -> list[dict[str, Any]]:
-    """The conversation list of `ready` and GET /api/conversations. A broadcast's recipients see
-    its sender alone as its members."""
+    """The conversation list of `ready` and GET /api/conversations. A broadcast lists its sender
+    alone as its members, to everyone: its recipients never learn of each other, and its sender
+    finds the (possibly 100,000) recipients in GET /api/broadcasts/{id}, not in every `ready`."""
     rows = await conn.fetch(
         """SELECT c.id, c.school, c.kind, c.title, c.last_seq, c.locked, c.owner, m.read_seq,
-                  CASE WHEN c.kind = 'broadcast' AND c.owner <> $1 THEN ARRAY[c.owner]
+                  CASE WHEN c.kind = 'broadcast' THEN ARRAY[c.owner]
                        ELSE ARRAY(SELECT o.user_id FROM members o
                                   WHERE o.conv = c.id AND o.left_at IS NULL ORDER BY o.user_id)
                   END AS members,
