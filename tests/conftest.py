@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from messaging.devservices import LocalPostgres, LocalRedis, start_postgres, start_redis
+from tests.rosters import SchoolIds, make_school
+from tests.servers import Gateway, import_school, start_gateway
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIGRATE_TIMEOUT = 120
@@ -100,3 +102,38 @@ def service_env(
         "MESSAGING_ATTACHMENTS_URL": attachments.as_uri(),
         "MESSAGING_LOG_FORMAT": "json",
     }
+
+
+# Gateways shared by every end-to-end test ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gateways(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two `messaging serve` processes on the session's Postgres and Redis, never stopped by a
+    test (tests that stop or kill a gateway start their own)."""
+    log_dir = tmp_path_factory.mktemp("gateway-logs")
+    first = start_gateway(service_env, log_dir)
+    try:
+        second = start_gateway(service_env, log_dir)
+        try:
+            yield first, second
+        finally:
+            second.terminate()
+    finally:
+        first.terminate()
+
+
+@pytest.fixture(scope="session")
+def secret(service_env: dict[str, str]) -> str:
+    """The HS256 secret the gateways verify tokens with."""
+    return service_env["MESSAGING_JWT_SECRET"]
+
+
+@pytest.fixture
+def school(gateways: tuple[Gateway, Gateway], secret: str) -> SchoolIds:
+    """A fresh fictional school, imported through the admin API."""
+    s = make_school()
+    import_school(gateways[0], secret, s)
+    return s

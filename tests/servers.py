@@ -22,6 +22,7 @@ import websockets
 
 from messaging.devservices import free_port
 from messaging.gateway.auth import mint_token
+from tests.rosters import SchoolIds, roster_doc
 
 
 @dataclass
@@ -195,3 +196,15 @@ async def connect(
     finally:
         with contextlib.suppress(Exception):
             await client.close()
+
+
+def import_school(gw: Gateway, secret: str, school: SchoolIds) -> dict[str, object]:
+    """Import a generated school through POST /api/admin/roster with an admin token."""
+    response = httpx.post(
+        f"{gw.url}/api/admin/roster",
+        json=roster_doc(school),
+        headers={"Authorization": f"Bearer {mint_token(secret, 'admin')}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())

@@ -1,52 +1,14 @@
-"""Fixtures for the adversity tests: two shared gateways, the JWT secret, a fresh school.
-
-Fixtures of tests/e2e/conftest.py are not visible here, so the shared pair is defined again (the
-helper `import_school` is reused). Tests that kill or stop a gateway or Redis start their own.
-"""
+"""Helpers of the adversity tests; the shared gateways, secret and school fixtures come from
+tests/conftest.py. Tests that kill or stop a gateway or Redis start their own."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.e2e.conftest import import_school
-from tests.rosters import SchoolIds, make_school
-from tests.servers import Client, Gateway, connect, start_gateway
-
-
-@pytest.fixture(scope="session")
-def gateways(
-    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Gateway, Gateway]]:
-    """Two gateway processes on the session's Postgres and Redis, never stopped by a test."""
-    log_dir = tmp_path_factory.mktemp("adversity-gateway-logs")
-    first = start_gateway(service_env, log_dir)
-    try:
-        second = start_gateway(service_env, log_dir)
-        try:
-            yield first, second
-        finally:
-            second.terminate()
-    finally:
-        first.terminate()
-
-
-@pytest.fixture(scope="session")
-def secret(service_env: dict[str, str]) -> str:
-    return service_env["MESSAGING_JWT_SECRET"]
-
-
-@pytest.fixture
-def school(gateways: tuple[Gateway, Gateway], secret: str) -> SchoolIds:
-    """A fresh fictional school, imported through the admin API."""
-    s = make_school()
-    import_school(gateways[0], secret, s)
-    return s
-
+from tests.servers import Client, Gateway, connect
 
 # Helpers shared by the adversity tests (imported as `tests.adversity.conftest`) ----------------
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import asyncpg
+import httpx
 import pytest
 
 from messaging.devservices import LocalPostgres
+from messaging.gateway.auth import mint_token
 from tests.rosters import SchoolIds
 from tests.servers import Client, Gateway, connect
 
@@ -197,42 +197,21 @@ async def test_group_stays_open_while_staff_remains(
         ]
 
 
-async def _broadcast(pg: LocalPostgres, school: SchoolIds) -> str:
-    """A broadcast from the office to two parents, written straight into the database (the
-    HTTP API that makes broadcasts is not part of this suite)."""
-    database = pg.owner_dsn.rsplit("/", 1)[1]
-    conn = await asyncpg.connect(pg.admin_dsn.rsplit("/", 1)[0] + "/" + database)
-    conv = f"c_bc{school.prefix}"
-    members = [school.office, school.parent, school.parent_en]
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO conversations (id, school, kind, title, owner, last_seq)"
-                " VALUES ($1, $2, 'broadcast', 'Sortie', $3, 1)",
-                conv,
-                school.school,
-                school.office,
-            )
-            await conn.executemany(
-                "INSERT INTO members (conv, user_id, role) VALUES ($1, $2, $3)",
-                [(conv, m, "sender" if m == school.office else "recipient") for m in members],
-            )
-            data = {
-                "title": "Sortie",
-                "members": members,
-                "school": school.school,
-                "conv_kind": "broadcast",
-            }
-            await conn.execute(
-                "INSERT INTO events (conv, seq, kind, actor, data)"
-                " VALUES ($1, 1, 'created', $2, $3::jsonb)",
-                conv,
-                school.office,
-                json.dumps(data),
-            )
-    finally:
-        await conn.close()
-    return conv
+def _broadcast(gw: Gateway, secret: str, school: SchoolIds) -> str:
+    """A bulk send from the office to two parents, closed to replies."""
+    response = httpx.post(
+        f"{gw.url}/api/broadcasts",
+        json={
+            "school": school.school,
+            "audience": {"parents": [school.parent, school.parent_en]},
+            "body": "Sortie vendredi.",
+            "replies": "none",
+        },
+        headers={"Authorization": f"Bearer {mint_token(secret, school.office)}"},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["conv"])
 
 
 async def test_direct_and_broadcast_cannot_be_left(
@@ -240,7 +219,7 @@ async def test_direct_and_broadcast_cannot_be_left(
 ) -> None:
     """`leave` on a direct conversation or a broadcast is refused with `forbidden`."""
     s = school
-    broadcast = await _broadcast(pg, s)
+    broadcast = _broadcast(gateways[0], secret, s)
     async with (
         connect(gateways[0], secret, s.teacher) as teacher,
         connect(gateways[1], secret, s.parent) as parent,
