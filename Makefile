@@ -15,7 +15,7 @@ VENV_STAMP := .venv/.make-synced
 BIN := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help .venv run test lint fmt bench bench-smoke clean distclean
+.PHONY: help .venv run test lint fmt bench bench-smoke screenshots clean distclean
 
 help: ## List the targets
 	@echo "Targets:"
@@ -38,6 +38,7 @@ run: .venv ## Start Postgres+Redis under .data/, migrate, load a demo school, se
 
 test: .venv ## Install missing server packages (root on Debian), lint, then run pytest
 	$(BIN)/python -m messaging.devservices --ensure-packages --with-test-servers
+	npm ci --no-audit --no-fund
 	$(MAKE) lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -49,6 +50,10 @@ lint: .venv ## ruff check, ruff format --check, mypy
 fmt: .venv ## Format the code and apply ruff's automatic fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+screenshots: .venv ## Renew docs/screenshots/ (the web client in Chromium)
+	npm ci --no-audit --no-fund
+	MESSAGING_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/web/test_screenshots.py
 
 bench: .venv ## Run the load tests
 	$(BIN)/python -m loadtests

@@ -94,20 +94,34 @@ CREATE TABLE IF NOT EXISTS members (
 );
 CREATE INDEX IF NOT EXISTS members_user ON members (user_id) WHERE left_at IS NULL;
 
-CREATE TABLE IF NOT EXISTS events (
-    conv        text NOT NULL REFERENCES conversations(id),
-    seq         bigint NOT NULL,
-    kind        text NOT NULL,
-    actor       text NOT NULL,
-    body        text,
-    -- kind-specific fields (attachments, reply_to, reason, members, title ...)
-    data        jsonb NOT NULL DEFAULT '{}'::jsonb,
-    -- the message a `deleted` or `removed` event withdraws
-    target      bigint,
-    cid         text,
-    ts          timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (conv, seq)
-);
+-- The log is partitioned by a hash of the conversation: every query of the service names its
+-- conversation, so it reads one partition, and each partition's indexes stay small
+-- (docs/scaling.md explains the choice). A database created before partitioning keeps its plain
+-- table, which behaves the same; docs/operations.md gives the one-time migration.
+DO $$
+BEGIN
+    IF to_regclass('public.events') IS NULL THEN
+        CREATE TABLE events (
+            conv        text NOT NULL REFERENCES conversations(id),
+            seq         bigint NOT NULL,
+            kind        text NOT NULL,
+            actor       text NOT NULL,
+            body        text,
+            -- kind-specific fields (attachments, reply_to, reason, members, title ...)
+            data        jsonb NOT NULL DEFAULT '{}'::jsonb,
+            -- the message a `deleted` or `removed` event withdraws
+            target      bigint,
+            cid         text,
+            ts          timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (conv, seq)
+        ) PARTITION BY HASH (conv);
+        FOR i IN 0..15 LOOP
+            EXECUTE format('CREATE TABLE events_p%s PARTITION OF events'
+                           ' FOR VALUES WITH (MODULUS 16, REMAINDER %s)', lpad(i::text, 2, '0'), i);
+        END LOOP;
+    END IF;
+END;
+$$;
 -- Added after the first release; columns are only ever added, never rewritten.
 -- lang: the language a message was written in (the sender's), for text search;
 -- hash: sha256(previous event's hash || canonical event), see messaging/domain/chain.py.
@@ -119,6 +133,9 @@ ALTER TABLE conversations ADD COLUMN IF NOT EXISTS last_ts timestamptz;
 
 CREATE UNIQUE INDEX IF NOT EXISTS events_cid ON events (conv, actor, cid) WHERE cid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_target ON events (conv, target) WHERE target IS NOT NULL;
+-- the audit search's date filters, conversation by conversation of the school, without reading
+-- the whole log
+CREATE INDEX IF NOT EXISTS events_conv_ts ON events (conv, ts);
 
 -- The facts an append needs, read after taking the conversations' row locks, in one round trip.
 -- Inside a function each statement takes a fresh snapshot, so what is read here includes
@@ -165,6 +182,22 @@ CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events
 DROP TRIGGER IF EXISTS events_no_truncate ON events;
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_append_only();
+-- Postgres gives each partition the row trigger above, but not the TRUNCATE one: a TRUNCATE of
+-- one partition would not fire it.
+DO $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT inhrelid::regclass FROM pg_inherits
+                WHERE inhparent = 'events'::regclass LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                       WHERE tgrelid = part AND tgname = 'events_no_truncate') THEN
+            EXECUTE format('CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON %s'
+                           ' FOR EACH STATEMENT EXECUTE FUNCTION events_append_only()', part);
+        END IF;
+    END LOOP;
+END;
+$$;
 
 -- Rights of the service's role are granted by `messaging migrate` (it knows the role's name):
 --   SELECT, INSERT on events; SELECT, INSERT, UPDATE on the other tables; nothing else.
@@ -322,3 +355,114 @@ CREATE UNIQUE INDEX IF NOT EXISTS broadcasts_conv ON broadcasts (conv) WHERE con
 
 -- when a broadcast's message first reached the member (a live socket, a fetch or a resume)
 ALTER TABLE members ADD COLUMN IF NOT EXISTS delivered_at timestamptz;
+
+-- Notifications ----------------------------------------------------------------------------------
+-- The outbox of `messaging worker` (docs/notifications.md). A new message adds, in the
+-- transaction that appends it, one row per member to be told; the worker merges the pending rows
+-- of one recipient and conversation into one notification (e-mail, Web Push). No foreign keys,
+-- on purpose: checking one locks the referenced user row, and a broadcast adds 100,000 rows.
+
+CREATE TABLE IF NOT EXISTS notifications (
+    id          bigserial PRIMARY KEY,
+    recipient   text NOT NULL,
+    conv        text NOT NULL,
+    -- the message and its sender
+    seq         bigint NOT NULL,
+    actor       text NOT NULL,
+    school      text NOT NULL,
+    -- the message's time; the worker sends once created_at + MESSAGING_NOTIFY_DELAY_S has passed
+    created_at  timestamptz NOT NULL,
+    -- and not before this: the recipient's next working (or awake) instant, or the next retry;
+    -- null: held until their schedule changes (no working period ahead)
+    not_before  timestamptz,
+    -- why it was held when planned: off_hours, quiet_hours, no_working_period; null: not held
+    held        text,
+    state       text NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sent', 'cancelled', 'failed')),
+    attempts    integer NOT NULL DEFAULT 0,
+    -- why it was cancelled or failed: read, left, inactive, withdrawn, smtp_refused, ...
+    error       text,
+    done_at     timestamptz
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (not_before)
+    WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (recipient, conv, seq)
+    WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_done ON notifications (done_at)
+    WHERE state <> 'pending';
+
+-- Every hold and its release, kept so that a school can prove the rule: one row per recipient,
+-- conversation and held stretch (open while released_at is null).
+CREATE TABLE IF NOT EXISTS notification_holds (
+    id           bigserial PRIMARY KEY,
+    school       text NOT NULL,
+    recipient    text NOT NULL,
+    conv         text NOT NULL,
+    reason       text NOT NULL
+                 CHECK (reason IN ('off_hours', 'quiet_hours', 'no_working_period')),
+    held_from    timestamptz NOT NULL,
+    -- the planned release; null: until the schedule changes
+    held_until   timestamptz,
+    replanned_at timestamptz,
+    released_at  timestamptz,
+    outcome      text CHECK (outcome IN ('sent', 'cancelled', 'failed')),
+    -- messages in the notification released (or cancelled)
+    messages     integer
+);
+CREATE UNIQUE INDEX IF NOT EXISTS notification_holds_open ON notification_holds (recipient, conv)
+    WHERE released_at IS NULL;
+CREATE INDEX IF NOT EXISTS notification_holds_school ON notification_holds (school, id);
+
+-- Each try of each channel: sent, retry (a transient failure), failed, gone (a push
+-- subscription the push service no longer knows, removed), skipped (no channel).
+CREATE TABLE IF NOT EXISTS notification_deliveries (
+    id          bigserial PRIMARY KEY,
+    school      text NOT NULL,
+    recipient   text NOT NULL,
+    conv        text NOT NULL,
+    channel     text NOT NULL CHECK (channel IN ('email', 'push', 'none')),
+    messages    integer NOT NULL,
+    attempt     integer NOT NULL,
+    outcome     text NOT NULL CHECK (outcome IN ('sent', 'retry', 'failed', 'gone', 'skipped')),
+    error       text,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS notification_deliveries_pair
+    ON notification_deliveries (recipient, conv, id);
+
+-- Changes of working hours and quiet hours through the API, with the held rows they re-planned.
+CREATE TABLE IF NOT EXISTS notification_hours_changes (
+    id          bigserial PRIMARY KEY,
+    user_id     text NOT NULL,
+    kind        text NOT NULL CHECK (kind IN ('working_hours', 'quiet_hours')),
+    hours       jsonb,
+    replanned   integer NOT NULL,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+-- A parent's own quiet hours, {"mon": [["00:00","07:00"], ["21:00","24:00"]], ...}.
+CREATE TABLE IF NOT EXISTS notification_prefs (
+    user_id     text PRIMARY KEY REFERENCES users(id),
+    quiet_hours jsonb,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Browsers that subscribed to Web Push (PushSubscription.toJSON()); an endpoint belongs to the
+-- user who last registered it.
+CREATE TABLE IF NOT EXISTS push_subscriptions (
+    id          text PRIMARY KEY,
+    user_id     text NOT NULL REFERENCES users(id),
+    endpoint    text NOT NULL UNIQUE,
+    p256dh      text NOT NULL,
+    auth        text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    last_ok_at  timestamptz
+);
+CREATE INDEX IF NOT EXISTS push_subscriptions_user ON push_subscriptions (user_id);
+
+-- Rights of the service's role, granted by `migrate`: SELECT, INSERT, UPDATE, DELETE on
+-- notifications (DELETE for retention) and push_subscriptions; SELECT, INSERT, UPDATE on
+-- notification_holds and notification_prefs; SELECT, INSERT on notification_deliveries and
+-- notification_hours_changes; USAGE on their sequences.
+REVOKE ALL ON notifications, notification_holds, notification_deliveries,
+    notification_hours_changes, notification_prefs, push_subscriptions FROM PUBLIC;

@@ -1,4 +1,4 @@
-"""The `messaging` command: serve, migrate, import-roster, token, and `dev` (what `make run` runs).
+"""The `messaging` command: serve, worker, migrate, import-roster, token, and `dev` (`make run`).
 
 Configuration comes from `MESSAGING_*` environment variables (see README); a wrong value stops
 the command with the variable's name and exit code 2.
@@ -87,9 +87,8 @@ async def _import(settings: config.Settings, doc: object) -> None:
 async def _announce(settings: config.Settings, result: ImportResult) -> None:
     """Tell connected clients what the import changed: groups locked for want of staff, and
     sockets of deactivated users to close (4003), through the gateways' Redis channels."""
-    import redis.asyncio as aioredis
-
     from messaging.bus.base import user_channel
+    from messaging.bus.cluster import publish_once
     from messaging.bus.hub import close_envelope
     from messaging.errors import CloseCode
     from messaging.gateway.services import event_messages
@@ -99,20 +98,14 @@ async def _announce(settings: config.Settings, result: ImportResult) -> None:
     messages += [(user_channel(u), env) for u in result.deactivated_users]
     if not messages:
         return
-    client = aioredis.Redis.from_url(settings.redis_url)
     try:
-        async with client.pipeline(transaction=False) as pipe:
-            for channel, payload in messages:
-                pipe.publish(channel, payload)
-            await pipe.execute()
+        await publish_once(settings.redis_url, messages)
     except (OSError, RedisError):
         print(
             "warning: Redis unreachable; connected clients learn of the changes when they "
             "reconnect",
             file=sys.stderr,
         )
-    finally:
-        await client.aclose()
 
 
 def cmd_import_roster(args: argparse.Namespace) -> int:
@@ -180,6 +173,20 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from messaging.notifications.broadcasts import release_due_broadcasts
+    from messaging.notifications.worker import PeriodicJob, run_worker
+
+    settings = _settings(args)
+    try:
+        return asyncio.run(
+            run_worker(settings, [PeriodicJob("broadcasts", 2.0, release_due_broadcasts)])
+        )
+    except MessagingError as exc:  # the database cannot be reached at start
+        print(f"worker cannot start: {exc.code.value}", file=sys.stderr)
+        return 1
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from messaging.dev import run_dev
 
@@ -193,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser(
+        "worker", help="the notifier: releases held notifications and sends them; periodic jobs"
+    )
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("migrate", help="apply schema.sql (idempotent)")
     p.set_defaults(func=cmd_migrate)
     p = sub.add_parser("import-roster", help="load a roster document (JSON)")

@@ -46,6 +46,26 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Notify:
+    """The notifier (`messaging worker`): where e-mail and push go, and how it retries."""
+
+    # the service's address as people reach it, for the link in e-mails
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_from: str = "messagerie@localhost"
+    smtp_timeout_s: float = 30.0
+    # the VAPID private key, as PEM; None: no Web Push
+    vapid_private_pem: str | None = field(default=None, repr=False)
+    vapid_subject: str = "mailto:messagerie@localhost"
+    # plain http:// push endpoints (tests and development only)
+    push_allow_http: bool = False
+    # first wait after a failed try; x4 each time, then a recorded failure after max_attempts
+    retry_base_s: float = 60.0
+    max_attempts: int = 6
+    poll_s: float = 1.0
+    concurrency: int = 8
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str
     migrate_database_url: str
@@ -67,6 +87,7 @@ class Settings:
     db_pool_max: int = 10
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    notify: Notify = field(default_factory=Notify)
 
     def attachment_store(self) -> AttachmentStore:
         return parse_attachments_url(self.attachments_url)
@@ -144,8 +165,9 @@ def load(env: Mapping[str, str] | None = None, *, data_dir: Path = DEFAULT_DATA_
     redis_url = env.get("MESSAGING_REDIS_URL", "")
     if not redis_url:
         raise ConfigError("MESSAGING_REDIS_URL is not set")
-    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+    if not redis_url.startswith(("redis://", "rediss://", "unix://", *REDIS_CLUSTER_PREFIXES)):
         raise ConfigError(f"MESSAGING_REDIS_URL must be a redis:// URL, got {redis_url!r}")
+    parse_redis_cluster_url(redis_url)
     keys_file = env.get("MESSAGING_JWT_PUBLIC_KEYS") or None
     secret = env.get("MESSAGING_JWT_SECRET") or None
     if secret is None and keys_file is None:
@@ -171,13 +193,14 @@ def load(env: Mapping[str, str] | None = None, *, data_dir: Path = DEFAULT_DATA_
         allowed_origins=_set(env, "MESSAGING_ALLOWED_ORIGINS"),
         attachments_url=attachments_url,
         clamd_url=_clamd_url(env),
-        smtp_url=env.get("MESSAGING_SMTP_URL") or None,
+        smtp_url=_smtp_url(env),
         notify_delay_s=_float(env, "MESSAGING_NOTIFY_DELAY_S", 60.0),
         dev_login=_bool(env, "MESSAGING_DEV_LOGIN", False),
         log_format=log_format,
         db_pool_min=_int(env, "MESSAGING_DB_POOL_MIN", 2, 1, 1000),
         db_pool_max=_int(env, "MESSAGING_DB_POOL_MAX", 10, 1, 1000),
         limits=_limits(env),
+        notify=_notify(env),
     )
 
 
@@ -190,6 +213,52 @@ def _limits(env: Mapping[str, str]) -> Limits:
     if rate < 10 or burst < 10:
         raise ConfigError("MESSAGING_RATE_FRAMES_PER_S and MESSAGING_RATE_BURST must be >= 10")
     return replace(default, frames_per_s=rate, frames_burst=burst)
+
+
+# Redis Cluster ---------------------------------------------------------------------------------
+
+REDIS_CLUSTER_PREFIXES = ("redis+cluster://", "rediss+cluster://")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisClusterURL:
+    """`redis+cluster://[user:password@]host:port[,host:port...]` names a Redis Cluster by any of
+    its nodes (seeds; the others are discovered); `rediss+cluster://` connects with TLS. The
+    gateways then fan out with sharded pub/sub (messaging/bus/cluster.py)."""
+
+    seeds: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+
+def parse_redis_cluster_url(url: str) -> RedisClusterURL | None:
+    """None for a single server's URL; the cluster's seeds and credentials otherwise. Refused
+    with the variable's name when unusable (a password in the URL is never repeated)."""
+    name = "MESSAGING_REDIS_URL"
+    if not url.startswith(REDIS_CLUSTER_PREFIXES):
+        return None
+    scheme, rest = url.split("://", 1)
+    netloc, _, tail = rest.partition("/")
+    if tail.strip("/") or "?" in netloc:
+        raise ConfigError(f"{name}: a redis+cluster:// URL takes no database, path or options")
+    credentials, _, hosts = netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    seeds = tuple(_seed(name, h) for h in hosts.split(","))
+    return RedisClusterURL(
+        seeds=seeds,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        tls=scheme == "rediss+cluster",
+    )
+
+
+def _seed(name: str, hostport: str) -> tuple[str, int]:
+    parts = urlsplit("//" + hostport.strip())
+    port = _port_of(parts)
+    if not parts.hostname or port is None:
+        raise ConfigError(f"{name}: each cluster node must be host:port, got {hostport!r}")
+    return parts.hostname, port
 
 
 # Attachments -----------------------------------------------------------------------------------
@@ -267,3 +336,81 @@ def _port_of(parts: SplitResult) -> int | None:
         return parts.port
     except ValueError:  # not a number, or out of range
         return None
+
+
+# Notifications ---------------------------------------------------------------------------------
+
+
+def _smtp_url(env: Mapping[str, str]) -> str | None:
+    """`smtp://[user:password@]host[:port]` (STARTTLS when offered) or `smtps://` (TLS)."""
+    raw = env.get("MESSAGING_SMTP_URL") or None
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname or _port_of(parts) is None:
+        raise ConfigError(
+            "MESSAGING_SMTP_URL must be smtp://host:port or smtps://host:port"
+            " (credentials, if any, as user:password@)"
+        )
+    return raw
+
+
+def _notify(env: Mapping[str, str]) -> Notify:
+    default = Notify()
+    public_url = (env.get("MESSAGING_PUBLIC_URL") or default.public_url).rstrip("/")
+    if urlsplit(public_url).scheme not in ("http", "https") or not urlsplit(public_url).netloc:
+        raise ConfigError(f"MESSAGING_PUBLIC_URL must be an http(s):// URL, got {public_url!r}")
+    smtp_from = env.get("MESSAGING_SMTP_FROM") or default.smtp_from
+    if smtp_from.count("@") != 1 or any(c.isspace() for c in smtp_from):
+        raise ConfigError(f"MESSAGING_SMTP_FROM must be an e-mail address, got {smtp_from!r}")
+    subject = env.get("MESSAGING_VAPID_SUBJECT") or default.vapid_subject
+    if not subject.startswith(("mailto:", "https://")):
+        raise ConfigError("MESSAGING_VAPID_SUBJECT must be a mailto: or https:// URL")
+    max_attempts = _int(env, "MESSAGING_NOTIFY_MAX_ATTEMPTS", default.max_attempts, 1, 100)
+    return Notify(
+        public_url=public_url,
+        smtp_from=smtp_from,
+        smtp_timeout_s=_float(env, "MESSAGING_SMTP_TIMEOUT_S", default.smtp_timeout_s) or 1.0,
+        vapid_private_pem=_vapid_pem(env.get("MESSAGING_VAPID_PRIVATE_KEY") or None),
+        vapid_subject=subject,
+        push_allow_http=_bool(env, "MESSAGING_PUSH_ALLOW_HTTP", False),
+        retry_base_s=_float(env, "MESSAGING_NOTIFY_RETRY_S", default.retry_base_s),
+        max_attempts=max_attempts,
+        poll_s=_float(env, "MESSAGING_WORKER_POLL_S", default.poll_s) or default.poll_s,
+        concurrency=_int(env, "MESSAGING_NOTIFY_CONCURRENCY", default.concurrency, 1, 256),
+    )
+
+
+def _vapid_pem(raw: str | None) -> str | None:
+    """MESSAGING_VAPID_PRIVATE_KEY: a PEM file, or the key itself (PEM, or base64url of the raw
+    32-byte P-256 key or of its DER form); returned as PEM. Never repeated in an error."""
+    if raw is None:
+        return None
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    name = "MESSAGING_VAPID_PRIVATE_KEY"
+    text = raw
+    if not raw.lstrip().startswith("-----") and Path(raw).is_file():
+        text = Path(raw).read_text(encoding="utf-8")
+    try:
+        if "-----BEGIN" in text:
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+        else:
+            data = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+            if len(data) == 32:
+                key = ec.derive_private_key(int.from_bytes(data, "big"), ec.SECP256R1())
+            else:
+                key = serialization.load_der_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{name} is not a readable private key") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ConfigError(f"{name} must be a P-256 (prime256v1) key")
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return pem.decode()

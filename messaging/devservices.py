@@ -44,11 +44,13 @@ __all__ = [
     "DevServiceError",
     "LocalPostgres",
     "LocalRedis",
+    "LocalRedisCluster",
     "dev_postgres_datadir",
     "ensure_server_packages",
     "free_port",
     "start_postgres",
     "start_redis",
+    "start_redis_cluster",
 ]
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,9 @@ def _redis_server_path() -> Path | None:
 # Servers only the test suite runs against (never `make run`): Debian package -> its program.
 TEST_SERVER_PACKAGES: dict[str, tuple[str, str]] = {
     "clamav-daemon": ("clamd", "/usr/sbin/clamd"),
+    "chromium": ("chromium", "/usr/bin/chromium"),
+    "nginx": ("nginx", "/usr/sbin/nginx"),
+    "npm": ("npm", "/usr/bin/npm"),
 }
 
 
@@ -980,22 +985,31 @@ class LocalRedis:
             self._process.wait(timeout=KILL_GRACE)
 
 
-def start_redis(datadir: Path, port: int | None = None, *, persistent: bool) -> LocalRedis:
+def start_redis(
+    datadir: Path,
+    port: int | None = None,
+    *,
+    persistent: bool,
+    extra_args: Sequence[str] = (),
+) -> LocalRedis:
     """Start `redis-server` on 127.0.0.1:`port` (a free one when None), files in `datadir`.
 
     With `persistent=False` nothing is written to disk (no RDB snapshots, no AOF); with
     `persistent=True` Redis's default snapshots stay, and a later start on the same `datadir`
-    loads them. Waits until the server answers PING.
+    loads them. `extra_args` are more command-line options (cluster mode, say). Waits until
+    the server answers PING.
     """
     server = _require_redis_server()
     datadir = Path(datadir).absolute()
     datadir.mkdir(parents=True, exist_ok=True)
     if port is not None:
-        return _launch_redis(server, datadir, port, persistent=persistent)
+        return _launch_redis(server, datadir, port, persistent=persistent, extra_args=extra_args)
     last_error: _PortInUseError | None = None
     for _ in range(_PORT_ATTEMPTS):
         try:
-            return _launch_redis(server, datadir, free_port(), persistent=persistent)
+            return _launch_redis(
+                server, datadir, free_port(), persistent=persistent, extra_args=extra_args
+            )
         except _PortInUseError as exc:
             last_error = exc
     raise DevServiceError(f"Redis found no free port in {_PORT_ATTEMPTS} tries") from last_error
@@ -1008,12 +1022,19 @@ def _redis_arguments(datadir: Path, port: int, *, persistent: bool) -> list[str]
     return args
 
 
-def _launch_redis(server: Path, datadir: Path, port: int, *, persistent: bool) -> LocalRedis:
+def _launch_redis(
+    server: Path,
+    datadir: Path,
+    port: int,
+    *,
+    persistent: bool,
+    extra_args: Sequence[str] = (),
+) -> LocalRedis:
     """Start redis-server and wait until it answers PING on `port`."""
     log_path = datadir / "redis.log"
     _rotate_log(log_path)
     offset = _log_size(log_path)
-    command = [str(server), *_redis_arguments(datadir, port, persistent=persistent)]
+    command = [str(server), *_redis_arguments(datadir, port, persistent=persistent), *extra_args]
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             command,
@@ -1088,6 +1109,185 @@ def _wait_for_redis(
                 f"Last lines of {log_path}:\n{_log_tail(log_path, offset)}"
             )
         time.sleep(_POLL_INTERVAL)
+
+
+# --------------------------------------------------------------------------------------------
+# Redis Cluster
+# --------------------------------------------------------------------------------------------
+
+CLUSTER_SLOTS = 16384
+CLUSTER_PRIMARIES = 3
+REDIS_CLUSTER_FORM_TIMEOUT = 30.0
+
+
+def _cluster_arguments(node_timeout_ms: int) -> list[str]:
+    return [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        str(node_timeout_ms),
+        # fail over whatever the replica's lag: the tests kill primaries on purpose
+        "--cluster-replica-validity-factor",
+        "0",
+        # a replica syncs at once (Redis waits 5 s by default for more replicas to share it)
+        "--repl-diskless-sync-delay",
+        "0",
+    ]
+
+
+@dataclass
+class LocalRedisCluster:
+    """A running local Redis Cluster started by `start_redis_cluster`: three primaries (the
+    first three `nodes` at creation; a failover changes that, ask `primary_ports`), each with
+    the same number of replicas."""
+
+    nodes: list[LocalRedis]
+    node_timeout_ms: int
+
+    @property
+    def url(self) -> str:
+        """`redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...`: every node is a seed."""
+        return "redis+cluster://" + ",".join(f"{HOST}:{n.port}" for n in self.nodes)
+
+    def node(self, port: int) -> LocalRedis:
+        return next(n for n in self.nodes if n.port == port)
+
+    def primary_ports(self) -> list[int]:
+        """Ports of the nodes that are primaries owning slots, as the first running node
+        that answers sees it (failed nodes excluded)."""
+        for node in self.nodes:
+            if not node.running():
+                continue
+            try:
+                table = _redis_command(node.port, "CLUSTER", "NODES").decode()
+            except OSError:
+                continue
+            return sorted(
+                port
+                for port, flags, slots in _cluster_nodes(table)
+                if "master" in flags and slots and "fail" not in flags
+            )
+        raise DevServiceError("no node of the Redis Cluster answers")
+
+    def restart(self, node: LocalRedis) -> LocalRedis:
+        """Start a stopped node again on its port and folder: it keeps its identity, and its
+        slots or its primary, from its nodes.conf."""
+        again = start_redis(
+            node.datadir,
+            port=node.port,
+            persistent=False,
+            extra_args=_cluster_arguments(self.node_timeout_ms),
+        )
+        self.nodes[self.nodes.index(node)] = again
+        return again
+
+    def wait_ok(self, timeout: float = REDIS_CLUSTER_FORM_TIMEOUT) -> None:
+        """Wait until every running node reports `cluster_state:ok` and every replica's link
+        to its primary is up."""
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_node_ok(n.port) for n in self.nodes if n.running()):
+            if time.monotonic() > deadline:
+                states = {n.port: _cluster_node_state(n.port) for n in self.nodes if n.running()}
+                raise DevServiceError(f"Redis Cluster not ok within {timeout:.0f}s: {states}")
+            time.sleep(_POLL_INTERVAL)
+
+    def stop(self) -> None:
+        """Stop every node (idempotent)."""
+        for node in self.nodes:
+            node.stop()
+
+
+def _cluster_nodes(table: str) -> list[tuple[int, set[str], bool]]:
+    """(port, flags, owns slots) of each line of CLUSTER NODES."""
+    nodes = []
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        address = fields[1].split("@", 1)[0]
+        nodes.append((int(address.rsplit(":", 1)[1]), set(fields[2].split(",")), len(fields) > 8))
+    return nodes
+
+
+def _cluster_node_state(port: int) -> str:
+    try:
+        info = _redis_command(port, "CLUSTER", "INFO").decode()
+        replication = _redis_command(port, "INFO", "replication").decode()
+    except (OSError, ValueError) as exc:
+        return f"unreachable ({exc})"
+    state = "cluster_state:ok" if "cluster_state:ok" in info else "cluster_state:fail"
+    if "role:slave" in replication and "master_link_status:up" not in replication:
+        state += ", replica link down"
+    return state
+
+
+def _cluster_node_ok(port: int) -> bool:
+    return _cluster_node_state(port) == "cluster_state:ok"
+
+
+def _cluster_call(port: int, *parts: str) -> str:
+    reply = _redis_command(port, *parts, timeout=5.0).decode()
+    if reply.startswith("-"):
+        raise DevServiceError(f"Redis on port {port}: {' '.join(parts)} failed: {reply[1:]}")
+    return reply
+
+
+def start_redis_cluster(
+    datadir: Path, nodes: int = 3, *, node_timeout_ms: int = 1000
+) -> LocalRedisCluster:
+    """Start a non-persistent Redis Cluster of `nodes` servers (3: three primaries; 6: three
+    primaries with one replica each; any multiple of 3) on free ports, each node's files in
+    `datadir/node-N`, and wait until it serves every slot.
+
+    `node_timeout_ms` is how long a silent node takes to be declared failed (and a replica
+    promoted in its place): short here, so that failover tests stay quick. Needs Redis 7.
+    """
+    if nodes < CLUSTER_PRIMARIES or nodes % CLUSTER_PRIMARIES:
+        raise DevServiceError(f"a Redis Cluster here has 3, 6, 9 ... nodes, not {nodes}")
+    datadir = Path(datadir).absolute()
+    servers: list[LocalRedis] = []
+    cluster = LocalRedisCluster(servers, node_timeout_ms)
+    try:
+        for i in range(nodes):
+            servers.append(
+                start_redis(
+                    datadir / f"node-{i}",
+                    persistent=False,
+                    extra_args=_cluster_arguments(node_timeout_ms),
+                )
+            )
+        _form_cluster(servers)
+        cluster.wait_ok()
+    except BaseException:
+        cluster.stop()
+        raise
+    log.info("Redis Cluster running on ports %s", ", ".join(str(s.port) for s in servers))
+    return cluster
+
+
+def _form_cluster(servers: list[LocalRedis]) -> None:
+    """What `redis-cli --cluster create` does: distinct config epochs, slots split evenly over
+    the first three nodes, every node introduced to the first, then the replicas attached."""
+    for epoch, server in enumerate(servers, start=1):
+        _cluster_call(server.port, "CLUSTER", "SET-CONFIG-EPOCH", str(epoch))
+    for i, server in enumerate(servers[:CLUSTER_PRIMARIES]):
+        first = i * CLUSTER_SLOTS // CLUSTER_PRIMARIES
+        last = (i + 1) * CLUSTER_SLOTS // CLUSTER_PRIMARIES - 1
+        _cluster_call(server.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
+    for server in servers[1:]:
+        _cluster_call(servers[0].port, "CLUSTER", "MEET", HOST, str(server.port))
+    deadline = time.monotonic() + REDIS_CLUSTER_FORM_TIMEOUT
+    ids = [_cluster_call(s.port, "CLUSTER", "MYID") for s in servers]
+    for i, replica in enumerate(servers[CLUSTER_PRIMARIES:]):
+        primary = ids[i % CLUSTER_PRIMARIES]
+        # a replica must know its primary (gossip) before it may follow it
+        while primary not in _cluster_call(replica.port, "CLUSTER", "NODES"):
+            if time.monotonic() > deadline:
+                raise DevServiceError(f"Redis node {replica.port} never learnt of {primary}")
+            time.sleep(_POLL_INTERVAL)
+        _cluster_call(replica.port, "CLUSTER", "REPLICATE", primary)
 
 
 # --------------------------------------------------------------------------------------------

@@ -85,6 +85,8 @@ class Features:
     parent_initiated: bool = True
     groups: bool = True
     attachments: bool = True
+    # message text in notification e-mails and pushes; off by default (minors' records)
+    notify_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)

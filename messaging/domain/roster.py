@@ -133,6 +133,7 @@ class _FeaturesIn(_In):
     parent_initiated: bool = True
     groups: bool = True
     attachments: bool = True
+    notify_text: bool = False
 
 
 class _SchoolIn(_In):

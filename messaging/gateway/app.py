@@ -11,14 +11,21 @@ from collections.abc import AsyncIterator
 
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
 
+from messaging.bus.cluster import create_bus
 from messaging.bus.hub import FANOUT_CHANNEL, Hub
-from messaging.bus.redis import RedisBus
 from messaging.config import Settings
-from messaging.gateway import api, attachments_api, audit_api, broadcasts_api, health, socket
+from messaging.gateway import (
+    api,
+    attachments_api,
+    audit_api,
+    broadcasts_api,
+    health,
+    notifications_api,
+    socket,
+    web,
+)
 from messaging.gateway.auth import TokenVerifier
 from messaging.gateway.delivery import DeliveryTracker
 from messaging.gateway.metrics import Metrics
@@ -61,7 +68,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         metrics.redis_reconnects.inc()
         hub.deliver_local(resync(None))
 
-    bus = RedisBus(
+    bus = create_bus(
         settings.redis_url,
         hub.on_message,
         on_interrupted,
@@ -117,29 +124,17 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("gateway_stopped", gateway=services.gateway_id)
 
 
-INDEX = """<!doctype html><html lang="fr"><meta charset="utf-8">
-<title>Messagerie école-famille</title>
-<body style="font-family: system-ui; max-width: 40rem; margin: 3rem auto">
-<h1>Messagerie école-famille</h1>
-<p>Le service est en marche. L'API est décrite dans <code>docs/protocol.md</code>.</p>
-<p lang="en">The service is running. The API is described in <code>docs/protocol.md</code>.</p>
-</body></html>"""
-
-
-async def index(request: Request) -> Response:
-    return HTMLResponse(INDEX)
-
-
 def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
-            Route("/", index, methods=["GET"]),
+            *web.routes,
             WebSocketRoute("/ws", socket.endpoint),
             *health.routes,
             *api.routes,
             *audit_api.routes,
             *attachments_api.routes,
             *broadcasts_api.routes,
+            *notifications_api.routes,
         ],
         lifespan=lifespan,
     )

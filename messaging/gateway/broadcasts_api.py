@@ -71,6 +71,15 @@ async def listing(request: Request, svc: Services, subject: str) -> Response:
     return ORJSONResponse({"broadcasts": await store.history(svc.pool, viewer, school)})
 
 
+async def remind(request: Request, svc: Services, subject: str) -> Response:
+    """Notify again only the recipients who have not read the broadcast."""
+    viewer = await _person(svc, subject)
+    broadcast_id = request.path_params["id"]
+    reminded = await store.remind(svc.pool, viewer, broadcast_id)
+    log.info("broadcast_reminded", broadcast=broadcast_id, recipients=reminded)
+    return ORJSONResponse({"broadcast": broadcast_id, "reminded": reminded}, status_code=202)
+
+
 async def cancel(request: Request, svc: Services, subject: str) -> Response:
     viewer = await _person(svc, subject)
     await store.cancel(svc.pool, viewer, request.path_params["id"])
@@ -82,4 +91,5 @@ routes = [
     Route("/api/broadcasts", authenticated(listing), methods=["GET"]),
     Route("/api/broadcasts/{id}", authenticated(show), methods=["GET"]),
     Route("/api/broadcasts/{id}", authenticated(cancel), methods=["DELETE"]),
+    Route("/api/broadcasts/{id}/remind", authenticated(remind), methods=["POST"]),
 ]

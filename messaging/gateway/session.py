@@ -47,6 +47,8 @@ async def ready(
     for conv, after in resume.items():
         if conv in covered:
             covered[conv] = min(covered[conv], after + limit)
+    for ev in missed:  # read after the list: it may go further than the list's last_seq
+        covered[ev.conv] = max(covered.get(ev.conv, 0), ev.seq)
     assert conn.user is not None
     frame = {
         "t": "ready",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from messaging.i18n import attachments, audit, broadcasts, core, protocol, rules
+from messaging.i18n import attachments, audit, broadcasts, core, notifications, protocol, rules
 
 _CATALOG: dict[str, tuple[str, str]] = {
     **core.TEXTS,
@@ -17,6 +17,7 @@ _CATALOG: dict[str, tuple[str, str]] = {
     **audit.TEXTS,
     **attachments.TEXTS,
     **broadcasts.TEXTS,
+    **notifications.TEXTS,
 }
 
 LOCALES = ("fr", "en")

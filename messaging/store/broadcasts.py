@@ -367,9 +367,11 @@ async def history(pool: asyncpg.Pool, viewer: Person, school: str) -> list[dict[
     ]
 
 
-async def unread_recipients(pool: asyncpg.Pool, viewer: Person, broadcast_id: str) -> list[str]:
-    """For a reminder: the recipients who have not read the broadcast."""
-    async with translated_errors(), pool.acquire() as conn:
+async def remind(pool: asyncpg.Pool, viewer: Person, broadcast_id: str) -> int:
+    """Notify again the recipients who have not read the broadcast (and have no notification
+    of it pending): outbox rows due now, which the worker sends within their quiet hours' rules.
+    Returns how many were reminded."""
+    async with translated_errors(), pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT school, sender, conv FROM broadcasts WHERE id = $1", broadcast_id
         )
@@ -377,12 +379,22 @@ async def unread_recipients(pool: asyncpg.Pool, viewer: Person, broadcast_id: st
             raise MessagingError(ErrorCode.NOT_FOUND)
         if row["conv"] is None:
             raise MessagingError(ErrorCode.CONFLICT, "broadcast_not_sent")
-        rows = await conn.fetch(
-            "SELECT user_id FROM members WHERE conv = $1 AND role = 'recipient'"
-            " AND read_seq < 2 AND left_at IS NULL ORDER BY user_id",
+        status = await conn.execute(
+            """INSERT INTO notifications (recipient, conv, seq, actor, school, created_at,
+                                          not_before)
+               SELECT m.user_id, m.conv, e.seq, e.actor, $2, e.ts, now()
+               FROM members m JOIN events e ON e.conv = m.conv AND e.seq = $3
+               JOIN users u ON u.id = m.user_id AND u.active
+               WHERE m.conv = $1 AND m.role = 'recipient' AND m.left_at IS NULL
+                 AND m.read_seq < $3
+                 AND NOT EXISTS (SELECT 1 FROM notifications n
+                                 WHERE n.recipient = m.user_id AND n.conv = m.conv
+                                   AND n.state = 'pending')""",
             row["conv"],
+            row["school"],
+            MESSAGE_SEQ,
         )
-    return [r["user_id"] for r in rows]
+    return int(status.split()[-1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from messaging.store.log import (
     append_batch,
     lock_conversations,
 )
+from messaging.store.notifications import add_availability, cancel_read
 from messaging.store.pool import translated_errors
 from messaging.store.roster import SYSTEM_ACTOR, load_people, load_school
 
@@ -239,6 +240,8 @@ async def mark_read(pool: asyncpg.Pool, user_id: str, conv_id: str, seq: int) ->
             user_id,
             seq,
         )
+        if row is not None and row["moved"]:
+            await cancel_read(conn, user_id, conv_id, seq)
     if row is None or row["read_seq"] is None:
         raise MessagingError(ErrorCode.NOT_FOUND)
     if seq > row["last_seq"]:
@@ -289,7 +292,7 @@ async def conversations_of(conn: asyncpg.Connection, user_id: str) -> list[dict[
            ORDER BY c.id""",
         user_id,
     )
-    return [
+    listed = [
         {
             "conv": r["id"],
             "school": r["school"],
@@ -303,3 +306,5 @@ async def conversations_of(conn: asyncpg.Connection, user_id: str) -> list[dict[
         }
         for r in rows
     ]
+    await add_availability(conn, user_id, listed)
+    return listed

@@ -21,6 +21,7 @@ from messaging.domain.chain import GENESIS, event_hash
 from messaging.domain.models import ConvFacts, ConvKind, TargetFacts
 from messaging.errors import ErrorCode
 from messaging.store.attachments import owners_for_update, record_uses
+from messaging.store.notifications import plan_notifications
 
 Rule = Callable[[ConvFacts, TargetFacts | None], Denial | None]
 
@@ -162,6 +163,9 @@ async def append_batch(conn: asyncpg.Connection, items: Sequence[Append]) -> lis
                 if isinstance(o, Appended) and not o.duplicate
                 for a in item.attachments
             ],
+        )
+        await plan_notifications(
+            conn, [o for o in outcomes if isinstance(o, Appended) and not o.duplicate], facts
         )
     return outcomes
 

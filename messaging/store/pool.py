@@ -103,6 +103,11 @@ GRANT USAGE ON SEQUENCE audit_reads_id_seq TO {role};
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_reads FROM {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON attachments TO {role};
 GRANT SELECT, INSERT ON attachment_uses TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON notifications, push_subscriptions TO {role};
+GRANT SELECT, INSERT, UPDATE ON notification_holds, notification_prefs TO {role};
+GRANT SELECT, INSERT ON notification_deliveries, notification_hours_changes TO {role};
+GRANT USAGE ON SEQUENCE notifications_id_seq, notification_holds_id_seq,
+    notification_deliveries_id_seq, notification_hours_changes_id_seq TO {role};
 GRANT SELECT, INSERT, UPDATE ON broadcasts TO {role};
 """
 

@@ -81,6 +81,7 @@ def _features(raw: dict[str, Any] | None) -> Features:
         parent_initiated=bool(raw.get("parent_initiated", defaults.parent_initiated)),
         groups=bool(raw.get("groups", defaults.groups)),
         attachments=bool(raw.get("attachments", defaults.attachments)),
+        notify_text=bool(raw.get("notify_text", defaults.notify_text)),
     )
 
 
@@ -182,6 +183,7 @@ async def _apply(conn: asyncpg.Connection, roster: Roster) -> None:
                     "parent_initiated": s.features.parent_initiated,
                     "groups": s.features.groups,
                     "attachments": s.features.attachments,
+                    "notify_text": s.features.notify_text,
                 },
                 list(s.closed_days),
             )

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -379,3 +384,114 @@ async def test_scheduled_broadcast_is_sent_once_and_can_be_cancelled(
     assert stats["state"] == "sent" and stats["recipients"] == 3
     gone = get(gw1, secret, school.office, f"/api/broadcasts/{dropped['broadcast']}").json()
     assert gone["state"] == "cancelled" and gone["conv"] is None
+
+
+def remind_as(gw: Gateway, secret: str, user: str, broadcast: str) -> httpx.Response:
+    return httpx.post(
+        f"{gw.url}/api/broadcasts/{broadcast}/remind",
+        headers={"Authorization": f"Bearer {mint_token(secret, user)}"},
+        timeout=30,
+    )
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "messaging", "worker"],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_worker_restart_neither_loses_nor_doubles_a_scheduled_send(
+    gateways: tuple[Gateway, Gateway],
+    secret: str,
+    school: SchoolIds,
+    service_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """A worker killed before a send is due, then two workers racing: the send goes out once
+    and reaches the connected parent once."""
+    gw1, gw2 = gateways
+    log_path = tmp_path / "worker.log"
+    first = start_worker(service_env, log_path)
+    try:
+        async with connect(gw2, secret, school.parent) as parent:
+            when = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+            sent = post(
+                gw1,
+                secret,
+                school.office,
+                {
+                    "school": school.school,
+                    "audience": {"school": True},
+                    "body": FR,
+                    "send_at": when,
+                },
+            ).json()
+            await asyncio.sleep(1)
+            first.kill()
+            first.wait(10)
+            racers = [start_worker(service_env, log_path) for _ in range(2)]
+            try:
+                stats: dict[str, Any] = {}
+                deadline = asyncio.get_running_loop().time() + 30
+                while stats.get("state") != "sent":
+                    assert asyncio.get_running_loop().time() < deadline, log_path.read_text()
+                    await asyncio.sleep(0.3)
+                    stats = get(
+                        gw1, secret, school.office, f"/api/broadcasts/{sent['broadcast']}"
+                    ).json()
+                conv = stats["conv"]
+                await parent.wait_for(lambda c: len(messages(c, conv)) == 1)
+                await asyncio.sleep(2.5)  # a second send would show by now
+                assert len(messages(parent, conv)) == 1
+                assert sum(1 for c in parent.events if c["kind"] == "created") == 1
+            finally:
+                for racer in racers:
+                    racer.send_signal(signal.SIGTERM)
+                for racer in racers:
+                    racer.wait(15)
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
+async def test_reminder_goes_only_to_those_who_have_not_read(
+    gateways: tuple[Gateway, Gateway],
+    secret: str,
+    school: SchoolIds,
+    pg: LocalPostgres,
+) -> None:
+    """A reminder plans one notification per recipient who has not read, and none twice."""
+    gw1, _ = gateways
+    sent = post(
+        gw1,
+        secret,
+        school.office,
+        {"school": school.school, "audience": {"school": True}, "body": FR},
+    ).json()
+    async with connect(gw1, secret, school.parent) as reader:
+        assert (await reader.request({"t": "read", "conv": sent["conv"], "seq": 2}))["t"] == "ok"
+    conn = await asyncpg.connect(pg.owner_dsn)
+    try:
+        pending_before = await conn.fetchval(
+            "SELECT count(*) FROM notifications WHERE conv = $1 AND state = 'pending'",
+            sent["conv"],
+        )
+        r = remind_as(gw1, secret, school.office, sent["broadcast"])
+        assert r.status_code == 202, r.text
+        reminded = r.json()["reminded"]
+        rows = await conn.fetch(
+            "SELECT recipient FROM notifications WHERE conv = $1 AND state = 'pending'",
+            sent["conv"],
+        )
+        assert school.parent not in {x["recipient"] for x in rows}, "who read is not reminded"
+        assert len(rows) == 2 and reminded == 2 - pending_before
+        again = remind_as(gw1, secret, school.office, sent["broadcast"])
+        assert again.json()["reminded"] == 0
+        refused = remind_as(gw1, secret, school.teacher, sent["broadcast"])
+        assert refused.status_code == 404
+    finally:
+        await conn.close()
