@@ -30,7 +30,7 @@ from loadtests import common
 from loadtests.wsclient import WsClient, connect
 
 GROUPS = 20
-OFFICE = "bench-office"
+OFFICE = common.OFFICE_ID
 SUBPROTOCOL = "messaging.v1.json"
 
 
@@ -131,14 +131,6 @@ def run(parents: int, connected: int) -> dict[str, Any]:
         bench = stack.enter_context(common.bench_env())
         gw_a, gw_b = bench.start_gateways("gateway-a", "gateway-b")
         roster = common.make_roster(GROUPS, parents)
-        roster.docs[0]["staff"].append(
-            {
-                "id": OFFICE,
-                "name": "Secrétariat Fictif",
-                "locale": "fr",
-                "roles": [{"school": roster.school, "role": "office"}],
-            }
-        )
         started = time.perf_counter()
         common.import_roster(bench, gw_a, roster)
         common.log(f"roster: {parents} parents imported in {time.perf_counter() - started:.1f}s")

@@ -45,6 +45,8 @@ from messaging.gateway.auth import mint_token
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_SUBJECT = "admin"
 SCHOOL_ID = "bench-school"
+PRINCIPAL_ID = "bench-principal"
+OFFICE_ID = "bench-office"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
@@ -187,6 +189,75 @@ class BenchEnv:
         _wait_http_ok(server, "/")
         return server
 
+    def start_all(
+        self, gateways: Sequence[str], floor: str | None, generic: Sequence[str]
+    ) -> tuple[list[ServerProcess], ServerProcess | None, list[ServerProcess]]:
+        """Gateways, the floor and the generic baseline launched together (imports take
+        seconds each), then each waited for."""
+        serve = [sys.executable, "-m", "messaging", "serve", "--port"]
+        base = [sys.executable, "-m", "loadtests.baselines"]
+        extra = ["--redis", self.redis.url, "--secret", self.secret]
+        gws = [self._launch(n, lambda port: [*serve, str(port)]) for n in gateways]
+        fl = (
+            self._launch(floor, lambda port: [*base, "floor", "--port", str(port)])
+            if floor
+            else None
+        )
+        gen = [
+            self._launch(n, lambda port: [*base, "generic", "--port", str(port), *extra])
+            for n in generic
+        ]
+        for server in gws:
+            _wait_http_ok(server, "/readyz")
+        for server in [*([fl] if fl else []), *gen]:
+            _wait_http_ok(server, "/")
+        return gws, fl, gen
+
+    def start_idle_servers(self) -> list[ServerProcess]:
+        """W1's fresh servers, launched together: the bare echo, a gateway, the floor."""
+        servers = [
+            self._launch(
+                "echo", lambda port: [sys.executable, "-m", "loadtests.echo", "--port", str(port)]
+            ),
+            self._launch(
+                "gateway-idle",
+                lambda port: [sys.executable, "-m", "messaging", "serve", "--port", str(port)],
+            ),
+            self._launch(
+                "floor-idle",
+                lambda port: [
+                    sys.executable,
+                    "-m",
+                    "loadtests.baselines",
+                    "floor",
+                    "--port",
+                    str(port),
+                ],
+            ),
+        ]
+        for server, path in zip(servers, ("/", "/readyz", "/"), strict=True):
+            _wait_http_ok(server, path)
+        return servers
+
+    def start_floor(self, name: str = "floor") -> ServerProcess:
+        """The `websockets` floor (loadtests/baselines.py)."""
+        module = [sys.executable, "-m", "loadtests.baselines"]
+        server = self._launch(name, lambda port: [*module, "floor", "--port", str(port)])
+        _wait_http_ok(server, "/")
+        return server
+
+    def start_generic(self, *names: str) -> list[ServerProcess]:
+        """Starlette + broadcaster on Redis (loadtests/baselines.py), one process per name."""
+        module = [sys.executable, "-m", "loadtests.baselines", "generic"]
+        extra = ["--redis", self.redis.url, "--secret", self.secret]
+        servers = [
+            self._launch(name, lambda port: [*module, "--port", str(port), *extra])
+            for name in names
+        ]
+        for server in servers:
+            _wait_http_ok(server, "/")
+        return servers
+
     def _launch(self, name: str, command: Callable[[int], list[str]]) -> ServerProcess:
         port = free_port()
         log_path = self.root / f"{name}-{port}.log"
@@ -241,6 +312,41 @@ class BenchEnv:
         return groups
 
 
+def _with_statement_stats(pg: LocalPostgres, pg_dir: Path) -> LocalPostgres:
+    """Restart PostgreSQL with pg_stat_statements loaded: the bench counts the queries of a
+    reconnection (W4) and of a commit from it. Without the module, the bench goes on without
+    those counts."""
+
+    async def preload() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(pg.admin_dsn)
+        try:
+            await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        finally:
+            await conn.close()
+
+    async def create() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(pg.admin_dsn)
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(preload())
+        pg.stop()
+        pg = start_postgres(pg_dir, persistent=True)
+        asyncio.run(create())
+    except Exception as exc:
+        log(f"pg_stat_statements unavailable ({type(exc).__name__}: {exc}); no query counts")
+        if not pg.running():
+            pg = start_postgres(pg_dir, persistent=True)
+    return pg
+
+
 def _migrate(pg: LocalPostgres) -> None:
     env = {
         **os.environ,
@@ -265,7 +371,7 @@ def _migrate(pg: LocalPostgres) -> None:
 
 
 @contextlib.contextmanager
-def bench_env() -> Iterator[BenchEnv]:
+def bench_env(*, statement_stats: bool = True) -> Iterator[BenchEnv]:
     """Durable PostgreSQL + Redis + schema; every process started through the env is stopped at
     the end. The folders are removed, except after a failure the servers' logs (their folder's
     path is printed)."""
@@ -278,6 +384,8 @@ def bench_env() -> Iterator[BenchEnv]:
     try:
         log(f"starting PostgreSQL (durable: fsync=on, synchronous_commit=on) in {pg_dir}")
         pg = start_postgres(pg_dir, persistent=True)
+        if statement_stats:
+            pg = _with_statement_stats(pg, pg_dir)
         log("starting Redis")
         redis = start_redis(root / "redis", persistent=False)
         _migrate(pg)
@@ -377,6 +485,20 @@ def make_roster(teachers: int, parents: int, *, chunk: int = 5_000) -> Roster:
         }
         for i in range(teachers)
     ]
+    staff += [
+        {
+            "id": PRINCIPAL_ID,
+            "name": "Direction Fictive",
+            "locale": "fr",
+            "roles": [{"school": school, "role": "principal"}],
+        },
+        {
+            "id": OFFICE_ID,
+            "name": "Secrétariat Fictif",
+            "locale": "fr",
+            "roles": [{"school": school, "role": "office"}],
+        },
+    ]
     head: dict[str, Any] = {
         "schools": [
             {
@@ -431,16 +553,55 @@ def make_roster(teachers: int, parents: int, *, chunk: int = 5_000) -> Roster:
     )
 
 
-def import_roster(bench: BenchEnv, gateway: ServerProcess, roster: Roster) -> None:
-    """POST each chunk to /api/admin/roster with an admin token."""
+def import_roster(
+    bench: BenchEnv, gateway: ServerProcess, roster: Roster, *, api_docs: int | None = None
+) -> None:
+    """POST each chunk to /api/admin/roster with an admin token; with `api_docs`, only the
+    first `api_docs` chunks, the parents and students of the others being written with COPY
+    (the same rows the import writes, 10x faster: setup, not a measurement)."""
     headers = {"Authorization": f"Bearer {bench.token(ADMIN_SUBJECT)}"}
+    docs = roster.docs if api_docs is None else roster.docs[:api_docs]
     with httpx.Client(base_url=gateway.url, headers=headers, timeout=300) as client:
-        for doc in roster.docs:
+        for doc in docs:
             response = client.post("/api/admin/roster", content=json.dumps(doc).encode())
             if response.status_code != 200:
                 raise RuntimeError(
                     f"roster import refused ({response.status_code}): {response.text[:2000]}"
                 )
+    rest = roster.docs[len(docs) :]
+    if rest:
+        asyncio.run(_copy_families(bench.pg.owner_dsn, rest))
+
+
+async def _copy_families(dsn: str, docs: Sequence[dict[str, Any]]) -> None:
+    import asyncpg
+
+    students = [
+        (s["id"], s["school"], s["name"], s["grade"], s["groups"])
+        for doc in docs
+        for s in doc["students"]
+    ]
+    parents = [
+        (p["id"], "parent", p["name"], p["email"], p["locale"])
+        for doc in docs
+        for p in doc["parents"]
+    ]
+    links = [(p["id"], c) for doc in docs for p in doc["parents"] for c in p["children"]]
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "students", records=students, columns=["id", "school", "name", "grade", "groups"]
+            )
+            await conn.copy_records_to_table(
+                "users", records=parents, columns=["id", "kind", "name", "email", "locale"]
+            )
+            await conn.copy_records_to_table(
+                "parent_children", records=links, columns=["parent", "student"]
+            )
+        await conn.execute("ANALYZE students; ANALYZE users; ANALYZE parent_children")
+    finally:
+        await conn.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,6 +711,53 @@ async def _pg_counters(admin_dsn: str) -> dict[str, float]:
     finally:
         await conn.close()
     return {k: float(v) for k, v in dict(wal).items()}
+
+
+async def _statements(admin_dsn: str) -> dict[str, tuple[float, float]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        rows = await conn.fetch(
+            """SELECT s.query, sum(s.calls) AS calls, sum(s.total_exec_time) AS ms
+               FROM pg_stat_statements s
+               JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.userid
+               WHERE d.datname = 'messaging' AND r.rolname = 'messaging_app'
+               GROUP BY s.query"""
+        )
+    finally:
+        await conn.close()
+    return {r["query"]: (float(r["calls"]), float(r["ms"])) for r in rows}
+
+
+class StatementCounts:
+    """Statements the service ran between `start()` and `delta()` (pg_stat_statements), by
+    normalised text, with their calls and mean execution time in PostgreSQL (ms); empty when
+    the module is not loaded."""
+
+    def __init__(self, admin_dsn: str) -> None:
+        self.dsn = admin_dsn
+        self._before: dict[str, tuple[float, float]] = {}
+
+    def start(self) -> StatementCounts:
+        try:
+            self._before = asyncio.run(_statements(self.dsn))
+        except Exception:
+            self._before = {}
+        return self
+
+    def delta(self) -> list[tuple[str, int, float]]:
+        try:
+            after = asyncio.run(_statements(self.dsn))
+        except Exception:
+            return []
+        rows = []
+        for query, (calls, ms) in after.items():
+            calls_before, ms_before = self._before.get(query, (0.0, 0.0))
+            n = int(calls - calls_before)
+            if n > 0:
+                rows.append((" ".join(query.split())[:160], n, round((ms - ms_before) / n, 3)))
+        return sorted(rows, key=lambda r: -r[1])
 
 
 _WaitTest = Callable[[str | None, str | None, str | None], bool]
@@ -676,6 +884,48 @@ def summarize(values: Iterable[float], scale: float = 1.0, digits: int = 2) -> d
         "p999": r(percentile(ordered, 99.9)),
         "max": r(ordered[-1]),
     }
+
+
+QUANTILES: tuple[float, ...] = (*range(0, 98, 2), 98.0, 99.0, 99.5, 99.9, 100.0)
+
+
+def cdf(values: Iterable[float], scale: float = 1.0, digits: int = 3) -> dict[str, list[float]]:
+    """The distribution at QUANTILES (for the charts: no raw samples in the result file)."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"q": [], "v": []}
+    return {
+        "q": list(QUANTILES),
+        "v": [
+            round(percentile(ordered, q) * scale, digits)
+            if q
+            else round(ordered[0] * scale, digits)
+            for q in QUANTILES
+        ],
+    }
+
+
+class Phase:
+    """CPU seconds per process group and busy cores of the machine over a phase: what the
+    bench's processes used and what ran outside them (another workload on the machine makes
+    every figure pessimistic)."""
+
+    def __init__(self, groups: Mapping[str, Callable[[], Iterable[int]]]) -> None:
+        self.sampler = CpuSampler(groups)
+        self._before = self.sampler.snapshot()
+        self._machine = MachineCpu()
+        self._wall = time.monotonic()
+
+    def end(self) -> dict[str, Any]:
+        cpu = CpuSampler.delta(self._before, self.sampler.snapshot())
+        machine = self._machine.cores()
+        wall = max(1e-9, time.monotonic() - self._wall)
+        return {
+            "cpu_seconds": cpu,
+            "wall_s": round(wall, 2),
+            "machine_cores_busy": machine,
+            "other_cores_busy": round(machine - sum(cpu.values()) / wall, 2),
+        }
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,16 +41,16 @@ KIB = 1024
 
 @dataclass(frozen=True)
 class IdleConfig:
-    steps: tuple[int, ...] = (5_000, 19_000)  #: cumulative connection counts
-    client_procs: int = 4
+    steps: tuple[int, ...] = (5_000,)  #: cumulative connection counts
+    client_procs: int = 3
     connect_concurrency: int = 64  #: handshakes in flight per client process
-    settle_s: float = 3.0
+    settle_s: float = 2.0
     warmup_connections: int = 50
     target_ratio: float = 1.1
 
     @classmethod
     def smoke(cls) -> IdleConfig:
-        return cls(steps=(100, 200), client_procs=2, settle_s=0.5, warmup_connections=10)
+        return cls(steps=(100,), client_procs=1, settle_s=0.3, warmup_connections=10)
 
     @property
     def max_connections(self) -> int:
@@ -314,34 +314,32 @@ def _measure(
 
 
 def run_idle(bench: BenchEnv, cfg: IdleConfig, users: list[str]) -> dict[str, Any]:
-    """Gateway then echo server; `users` are distinct parents with no conversation."""
+    """The bare uvicorn + Starlette echo server, the gateway, then the `websockets` floor, each
+    a fresh process; `users` are distinct parents."""
     if len(users) < cfg.max_connections:
         raise ValueError(f"{cfg.max_connections} users needed, {len(users)} given")
-    gateway = bench.start_gateway("gateway-idle")
+    measured: dict[str, Any] = {}
+    # started together (their imports take seconds), measured one after the other: an idle
+    # server's memory does not move while another is measured
+    servers = dict(zip(("echo", "gateway", "floor"), bench.start_idle_servers(), strict=True))
     try:
-        log(f"idle: gateway, steps {cfg.steps}")
-        gw = _measure(bench, gateway, "gateway", users, cfg)
+        for mode, server in servers.items():
+            log(f"W1: {mode}, steps {cfg.steps}")
+            measured[mode] = _measure(bench, server, mode, users, cfg)
+            bench.stop_server(server)
     finally:
-        bench.stop_server(gateway)
-    echo = bench.start_echo("echo")
-    try:
-        log(f"idle: echo server, steps {cfg.steps}")
-        ec = _measure(bench, echo, "echo", users, cfg)
-    finally:
-        bench.stop_server(echo)
+        bench.stop_servers(*servers.values())
+    gw, ec, fl = measured["gateway"], measured["echo"], measured["floor"]
     comparison = []
-    for g, e in zip(gw["steps"], ec["steps"], strict=True):
-        ratio = (
-            round(g["kib_per_connection"] / e["kib_per_connection"], 2)
-            if e["kib_per_connection"] > 0
-            else None
-        )
+    for g, e, f in zip(gw["steps"], ec["steps"], fl["steps"], strict=True):
         comparison.append(
             {
                 "connections": g["connections"],
                 "gateway_kib": g["kib_per_connection"],
                 "echo_kib": e["kib_per_connection"],
-                "ratio": ratio,
+                "floor_kib": f["kib_per_connection"],
+                "ratio": _ratio(g["kib_per_connection"], e["kib_per_connection"]),
+                "ratio_to_floor": _ratio(g["kib_per_connection"], f["kib_per_connection"]),
                 "target_ratio": cfg.target_ratio,
             }
         )
@@ -349,9 +347,14 @@ def run_idle(bench: BenchEnv, cfg: IdleConfig, users: list[str]) -> dict[str, An
         "config": asdict(cfg),
         "gateway": gw,
         "echo": ec,
+        "floor": fl,
         "comparison": comparison,
-        "ok": gw["ok"] and ec["ok"],
+        "ok": gw["ok"] and ec["ok"] and fl["ok"],
     }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b > 0 else None
 
 
 def print_idle(result: dict[str, Any]) -> None:
@@ -359,10 +362,11 @@ def print_idle(result: dict[str, Any]) -> None:
     for c in result["comparison"]:
         print(
             f"  {c['connections']:>6} connections: gateway {c['gateway_kib']:.1f} KiB, "
-            f"bare echo {c['echo_kib']:.1f} KiB -> ratio {c['ratio']} "
+            f"bare echo {c['echo_kib']:.1f} KiB, websockets floor {c['floor_kib']:.1f} KiB "
+            f"-> ratio {c['ratio']} "
             f"(target <= {c['target_ratio']})"
         )
-    for name in ("gateway", "echo"):
+    for name in ("gateway", "echo", "floor"):
         part = result[name]
         last = part["steps"][-1]
         extra = ""
@@ -383,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
-    forwarded = ["--only", "idle"] + (["--smoke"] if args.smoke else [])
+    forwarded = ["--only", "w1"] + (["--smoke"] if args.smoke else [])
     if args.out:
         forwarded += ["--out", args.out]
     return bench_main(forwarded)

@@ -201,6 +201,15 @@ class WsClient(asyncio.Protocol):
     def send_text(self, text: str) -> None:
         self._write(_frame(OP_TEXT, text.encode()))
 
+    def send_text_bytes(self, data: bytes) -> None:
+        """A text frame whose UTF-8 bytes are already encoded (orjson's output)."""
+        self._write(_frame(OP_TEXT, data))
+
+    def abort(self) -> None:
+        """Drop the connection without a close handshake, as a lost network would."""
+        if self.transport is not None:
+            self.transport.abort()
+
     async def close(self, code: int = 1000, timeout: float = 5.0) -> None:
         """Close handshake: send a close frame, wait for the server to close the TCP
         connection, abort after `timeout`."""
