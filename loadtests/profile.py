@@ -36,8 +36,12 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
+# the checkout this runs from, so that the service's own frames read as messaging/...
+_REPO = str(Path(__file__).resolve().parent.parent) + "/"
+
+
 def _short(path: str) -> str:
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", _REPO, "lib/python3"):
         if marker in path:
             return path.split(marker, 1)[1]
     return path
