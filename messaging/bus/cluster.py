@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +41,8 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from messaging.bus.base import Bus, OnInterrupted, OnMessage
-from messaging.bus.redis import PUBLISH_QUEUE_MAX, SUBSCRIBE_CONFIRM_S, RedisBus
+from messaging.bus.outgoing import OutgoingQueue
+from messaging.bus.redis import SUBSCRIBE_CONFIRM_S, RedisBus
 from messaging.config import RedisClusterURL, parse_redis_cluster_url
 
 log = structlog.get_logger(__name__)
@@ -52,7 +53,6 @@ SLOTS = 16384
 TOPOLOGY_CHECK_S = 5.0
 # confirmations of a full resubscription: 15,000 channels take well under a second
 RESUBSCRIBE_CONFIRM_S = 10.0
-PUBLISH_BATCH = 2000
 
 Address = tuple[str, int]
 _ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
@@ -146,11 +146,9 @@ class RedisClusterBus:
         # this cycle's slot owners and connections; empty while disconnected
         self._owners: list[Address] = []
         self._shards: dict[Address, _Shard] = {}
-        self._outgoing: deque[tuple[str, bytes]] = deque()
-        self._outgoing_ready = asyncio.Event()
+        self._outgoing = OutgoingQueue(self._spublish, retry_max_s=retry_max_s)
         self.healthy = False
         self.reconnects = 0
-        self.dropped = 0
 
     # Subscribing --------------------------------------------------------------------------------
 
@@ -158,7 +156,7 @@ class RedisClusterBus:
         """Subscriber and publisher, until cancelled."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._subscriber())
-            tg.create_task(self._publisher())
+            tg.create_task(self._outgoing.run())
 
     async def _subscriber(self) -> None:
         backoff = 0.05
@@ -390,28 +388,11 @@ class RedisClusterBus:
     # Publishing ---------------------------------------------------------------------------------
 
     def publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        self._outgoing.extend(messages)
-        overflow = len(self._outgoing) - PUBLISH_QUEUE_MAX
-        for _ in range(max(0, overflow)):
-            self._outgoing.popleft()
-            self.dropped += 1
-        self._outgoing_ready.set()
+        self._outgoing.put(messages)
 
-    async def _publisher(self) -> None:
-        backoff = 0.05
-        while True:
-            await self._outgoing_ready.wait()
-            self._outgoing_ready.clear()
-            while self._outgoing:
-                count = min(len(self._outgoing), PUBLISH_BATCH)
-                batch = [self._outgoing.popleft() for _ in range(count)]
-                failed = await self._spublish(batch)
-                if failed:
-                    self._outgoing.extendleft(reversed(failed))
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._retry_max_s)
-                else:
-                    backoff = 0.05
+    @property
+    def dropped(self) -> int:
+        return self._outgoing.dropped
 
     async def _spublish(self, batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         """Publish a batch (the cluster client sends one pipeline per shard, in parallel);

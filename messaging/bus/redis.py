@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections import deque
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -25,12 +24,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from messaging.bus.base import OnInterrupted, OnMessage
+from messaging.bus.outgoing import OutgoingQueue
 
 log = structlog.get_logger(__name__)
 
-# Messages waiting to be published while Redis is unreachable; beyond this the oldest are
-# dropped (subscribers lost their connections too and will resync from Postgres).
-PUBLISH_QUEUE_MAX = 100_000
 SUBSCRIBE_CONFIRM_S = 2.0
 
 
@@ -62,11 +59,9 @@ class RedisBus:
         self._channels: set[str] = {self._own_channel}
         self._confirm: dict[str, list[asyncio.Future[None]]] = {}
         self._pubsub: aioredis.client.PubSub | None = None
-        self._outgoing: deque[tuple[str, bytes]] = deque()
-        self._outgoing_ready = asyncio.Event()
+        self._outgoing = OutgoingQueue(self._publish, retry_max_s=retry_max_s)
         self.healthy = False
         self.reconnects = 0
-        self.dropped = 0
 
     # Subscribing --------------------------------------------------------------------------------
 
@@ -74,7 +69,7 @@ class RedisBus:
         """Subscriber and publisher, until cancelled."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._subscriber())
-            tg.create_task(self._publisher())
+            tg.create_task(self._outgoing.run())
 
     async def _subscriber(self) -> None:
         backoff = 0.05
@@ -154,31 +149,22 @@ class RedisBus:
     # Publishing ---------------------------------------------------------------------------------
 
     def publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        self._outgoing.extend(messages)
-        overflow = len(self._outgoing) - PUBLISH_QUEUE_MAX
-        for _ in range(max(0, overflow)):
-            self._outgoing.popleft()
-            self.dropped += 1
-        self._outgoing_ready.set()
+        self._outgoing.put(messages)
 
-    async def _publisher(self) -> None:
-        backoff = 0.05
-        while True:
-            await self._outgoing_ready.wait()
-            self._outgoing_ready.clear()
-            while self._outgoing:
-                batch = [self._outgoing.popleft() for _ in range(min(len(self._outgoing), 2000))]
-                try:
-                    pipe = self._pub_client.pipeline(transaction=False)
-                    for channel, payload in batch:
-                        pipe.publish(channel, payload)
-                    await pipe.execute()
-                    backoff = 0.05
-                except (RedisError, OSError, TimeoutError) as exc:
-                    log.warning("redis_publish_failed", error=type(exc).__name__, held=len(batch))
-                    self._outgoing.extendleft(reversed(batch))
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._retry_max_s)
+    @property
+    def dropped(self) -> int:
+        return self._outgoing.dropped
+
+    async def _publish(self, batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        try:
+            pipe = self._pub_client.pipeline(transaction=False)
+            for channel, payload in batch:
+                pipe.publish(channel, payload)
+            await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("redis_publish_failed", error=type(exc).__name__, held=len(batch))
+            return batch
+        return []
 
     async def ping(self) -> bool:
         try:
