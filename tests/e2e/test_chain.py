@@ -68,46 +68,31 @@ async def test_untouched_log_verifies(
     assert "checked 6 events in 1 conversations" in result.stdout
 
 
-async def test_forged_body_is_named(
+@pytest.mark.parametrize(
+    ("tampering", "seq", "reason"),
+    [
+        # a message's text altered directly in the database
+        ("UPDATE events SET body = 'forged' WHERE conv = $1 AND seq = 4", 4, "hash_mismatch"),
+        # the newest event removed: the chain ends short of the conversation's head
+        ("DELETE FROM events WHERE conv = $1 AND seq = 6", 6, "chain_end_mismatch"),
+        # an event in the middle removed: reported at the first missing seq
+        ("DELETE FROM events WHERE conv = $1 AND seq = 2", 3, "seq_gap"),
+    ],
+    ids=["forged-body", "removed-newest", "removed-middle"],
+)
+async def test_tampering_is_named(
     gateways: tuple[Gateway, Gateway],
     secret: str,
     school: SchoolIds,
     service_env: dict[str, str],
     pg: LocalPostgres,
+    tampering: str,
+    seq: int,
+    reason: str,
 ) -> None:
-    """A message altered directly in the database is named by conversation and seq."""
+    """Each kind of tampering by the schema's owner is named by conversation, seq and reason."""
     conv = await _conversation(gateways[0], secret, school)
-    await _as_owner(pg, "UPDATE events SET body = 'forged' WHERE conv = $1 AND seq = 4", conv)
+    await _as_owner(pg, tampering, conv)
     result = verify(service_env, school.school)
     assert result.returncode == 1
-    assert f"BROKEN conversation {conv} at seq 4: hash_mismatch" in result.stdout
-
-
-async def test_removed_newest_event_is_caught(
-    gateways: tuple[Gateway, Gateway],
-    secret: str,
-    school: SchoolIds,
-    service_env: dict[str, str],
-    pg: LocalPostgres,
-) -> None:
-    """Deleting the newest event leaves the chain short of where the conversation ends."""
-    conv = await _conversation(gateways[0], secret, school)
-    await _as_owner(pg, "DELETE FROM events WHERE conv = $1 AND seq = 6", conv)
-    result = verify(service_env, school.school)
-    assert result.returncode == 1
-    assert f"BROKEN conversation {conv} at seq 6: chain_end_mismatch" in result.stdout
-
-
-async def test_removed_middle_event_is_a_gap(
-    gateways: tuple[Gateway, Gateway],
-    secret: str,
-    school: SchoolIds,
-    service_env: dict[str, str],
-    pg: LocalPostgres,
-) -> None:
-    """Deleting an event in the middle is reported at the first missing seq."""
-    conv = await _conversation(gateways[0], secret, school)
-    await _as_owner(pg, "DELETE FROM events WHERE conv = $1 AND seq = 2", conv)
-    result = verify(service_env, school.school)
-    assert result.returncode == 1
-    assert f"BROKEN conversation {conv} at seq 3: seq_gap" in result.stdout
+    assert f"BROKEN conversation {conv} at seq {seq}: {reason}" in result.stdout
